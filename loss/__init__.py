@@ -1,0 +1,1 @@
+"""Loss functions: each module exposes one `LossFunction(nn.Module)`."""

@@ -1,0 +1,119 @@
+"""--eval reproduces the original's scores and EER; checkpoints load strictly and safely."""
+
+import os
+import subprocess
+import sys
+
+import numpy
+import pytest
+import torch
+
+from conftest import ROOT
+from DatasetLoader import InputError
+from SpeakerNet import SpeakerNet, pairwise_crop_scores
+from tuneThreshold import minDCF, tuneThresholdfromScore
+
+
+def run_eval(original, save_path, max_frames, *extra):
+    command = [sys.executable, os.path.join(ROOT, "trainSpeakerNet.py"), "--eval", "--model", "ResNetSE34L",
+               "--trainfunc", "angleproto", "--max_frames", str(max_frames), "--save_path", str(save_path),
+               "--test_list", original.trials, "--test_path", original.wav, "--initial_model", original.checkpoint,
+               "--nDataLoaderThread", "2", *extra]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("max_frames, reference", [(300, "max_frames_300"), (0, "whole_file")])
+def test_eval_prints_the_original_eer_and_writes_its_scores(original, tmp_path, max_frames, reference):
+    result = run_eval(original, tmp_path, max_frames)
+    assert result.returncode == 0, result.stderr
+    expected_eer = open(original.file("eer_%s.txt" % reference)).read().strip()
+    assert "EER %s" % expected_eer in result.stdout.splitlines()
+
+    ours = [line.split() for line in open(tmp_path / "result" / "eval_scores.txt")]
+    theirs = [line.split() for line in open(original.file("scores_%s.txt" % reference))]
+    assert [row[1:] for row in ours] == [row[1:] for row in theirs]
+    assert numpy.allclose([float(r[0]) for r in ours], [float(r[0]) for r in theirs], rtol=0, atol=1e-4)
+
+
+def test_trial_scores_are_minus_the_mean_crop_pair_distance_with_pairwise_distance_eps():
+    torch.manual_seed(0)
+    enrol, test = torch.randn(5, 3, 8), torch.randn(5, 3, 8)
+    expected = [-numpy.mean([[numpy.linalg.norm(e - t + 1e-6) for t in tt] for e in ee])
+                for ee, tt in zip(enrol.double().numpy(), test.double().numpy())]
+    assert numpy.allclose(pairwise_crop_scores(enrol, test, chunk=2).numpy(), expected, atol=1e-6)
+
+
+def test_eer_is_the_max_of_fpr_and_fnr_where_they_cross():
+    scores = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
+    labels = [1, 1, 0, 1, 0, 0]
+    _, eer, fpr, fnr = tuneThresholdfromScore(scores, labels, [1, 0.1])
+    assert eer == pytest.approx(100 / 3)
+    assert fpr[0] == 0 and fnr[-1] == 0
+
+
+def test_min_dcf_equals_a_brute_force_search_over_thresholds():
+    rng = numpy.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    scores = rng.normal(size=200) + labels
+    best = min(0.05 * numpy.mean(scores[labels == 1] < t) + 0.95 * numpy.mean(scores[labels == 0] >= t)
+               for t in numpy.concatenate([scores, [numpy.inf]]))
+    assert minDCF(scores, labels, 0.05) == pytest.approx(best / 0.05)
+
+
+def make_net(model="ResNetSE34L", trainfunc="angleproto", **kwargs):
+    return SpeakerNet(model=model, trainfunc=trainfunc, nOut=512, encoder_type=kwargs.pop("encoder_type", "SAP"),
+                      nClasses=kwargs.pop("nClasses", 12), **kwargs)
+
+
+def test_a_dataparallel_module_prefix_is_accepted(original, tmp_path):
+    state = torch.load(original.checkpoint, weights_only=True)
+    prefixed = tmp_path / "dp.model"
+    torch.save({"module." + name: value for name, value in state.items()}, prefixed)
+    net = make_net()
+    net.loadParameters(str(prefixed))
+    assert all(torch.equal(net.state_dict()[name], value) for name, value in state.items())
+
+
+def test_a_checkpoint_of_another_model_is_one_clear_error(original):
+    with pytest.raises(InputError) as error:
+        make_net(model="VGGVox").loadParameters(original.checkpoint)
+    assert original.checkpoint in error.value.line and "__S__." in error.value.line
+
+
+def test_a_corrupt_checkpoint_is_one_clear_error(tmp_path):
+    corrupt = tmp_path / "corrupt.model"
+    corrupt.write_bytes(b"\x80\x02 definitely not a checkpoint")
+    with pytest.raises(InputError, match="not a readable checkpoint") as error:
+        make_net().loadParameters(str(corrupt))
+    assert str(corrupt) in error.value.line
+
+
+def test_checkpoints_are_loaded_without_unpickling_code(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch %s" % (tmp_path / "pwned"),))
+    malicious = tmp_path / "malicious.model"
+    torch.save({"x": Payload()}, malicious)
+    with pytest.raises(InputError):
+        make_net().loadParameters(str(malicious))
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_saved_checkpoints_have_the_original_format_and_round_trip(tmp_path):
+    net = make_net(trainfunc="amsoftmax", model="ResNetSE34")
+    path = tmp_path / "model000000001.model"
+    net.saveParameters(str(path))
+    saved = torch.load(path, weights_only=True)
+    assert set(saved) == set(net.state_dict()) and all(k.startswith(("__S__.", "__L__.")) for k in saved)
+    other = make_net(trainfunc="amsoftmax", model="ResNetSE34")
+    other.loadParameters(str(path))
+    assert all(torch.equal(other.state_dict()[k], v) for k, v in saved.items())
+
+
+def test_eval_cli_reports_bad_inputs_in_one_line(original, tmp_path):
+    bad_list = tmp_path / "list.txt"
+    bad_list.write_text("1 id10270/9kU0Q45ZHqk/00001.wav id99999/none/00001.wav\n")
+    result = run_eval(original, tmp_path, 300, "--test_list", str(bad_list))
+    assert result.returncode != 0
+    assert result.stderr.strip().count("\n") == 0 and "id99999/none/00001.wav" in result.stderr
+    assert "--test_path" in result.stderr
