@@ -1,0 +1,685 @@
+"""dataprep.py against a local fake VoxCeleb server.
+
+A standard-library HTTP server (basic auth, Range requests, injectable faults)
+serves tiny "VoxCeleb" zips of real wav files and of real m4a files made by
+ffmpeg, split into parts like the real ones. dataprep.py runs as a subprocess,
+exactly as a user would run it.
+"""
+
+import base64
+import hashlib
+import http.server
+import importlib.util
+import io
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+import types
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+REPO = Path(__file__).resolve().parents[1]
+DATAPREP = REPO / "dataprep.py"
+USER, PASSWORD = "alice", "pw-Zq81-not-in-logs"
+RATE = 16000
+FFMPEG = shutil.which("ffmpeg")
+needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed")
+TRAIN_LIST = "id00012 id00012/clipB/00001.wav\nid00015 id00015/clipC/00001.wav\n"
+TEST_LIST = "1 id10270/clipT/00001.wav id10270/clipT/00002.wav\n"
+
+
+# ---------------------------------------------------------------------------
+# Fake audio and fake VoxCeleb zips
+
+
+def tone(index, rate=RATE, seconds=0.4):
+    """A deterministic two-tone signal; `index` picks the pitch."""
+    t = np.arange(int(rate * seconds)) / rate
+    pitch = 180.0 + 60.0 * index
+    return 0.3 * np.sin(2 * np.pi * pitch * t) + 0.15 * np.sin(2 * np.pi * 2.7 * pitch * t)
+
+
+def wav_bytes(signal_, rate=RATE):
+    buffer = io.BytesIO()
+    soundfile.write(buffer, signal_, rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def m4a_bytes(index, workdir, rate=RATE, channels=1):
+    source = workdir / f"src{index}.wav"
+    signal_ = tone(index, rate)
+    soundfile.write(source, np.stack([signal_] * channels, axis=1) if channels > 1 else signal_, rate,
+                    subtype="PCM_16")
+    target = workdir / f"src{index}.m4a"
+    subprocess.run([FFMPEG, "-nostdin", "-loglevel", "error", "-y", "-i", str(source), "-c:a", "aac",
+                    "-b:a", "96k", str(target)], check=True)
+    return target.read_bytes()
+
+
+def zip_bytes(members):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def md5(data):
+    return hashlib.md5(data).hexdigest()
+
+
+class FakeDataset:
+    """What the server serves and what dataprep.py should make of it."""
+
+    def __init__(self):
+        self.served = {}        # url path -> bytes
+        self.fileparts = []     # url path (in list order)
+        self.files = []         # (parts glob, joined zip, md5)
+        self.vox1 = {}          # path under voxceleb1 -> exact wav bytes
+        self.vox2 = {}          # path under voxceleb2 -> reference 16 kHz signal
+
+    def add_split_zip(self, stem, members, n_parts):
+        data = zip_bytes(members)
+        size = -(-len(data) // n_parts)
+        for number in range(n_parts):
+            name = f"{stem}_parta{'abcdefgh'[number]}"
+            self._serve(f"/vox1a/{name}", data[number * size:(number + 1) * size])
+        self.files.append((f"{stem}_parta*", f"{stem}.zip", md5(data)))
+
+    def add_zip(self, stem, members):
+        self._serve(f"/vox1a/{stem}.zip", zip_bytes(members))
+
+    def _serve(self, path, data):
+        self.served[path] = data
+        self.fileparts.append(path)
+
+    def part(self, name):
+        return f"/vox1a/{name}"
+
+
+def build_vox1(dataset):
+    dev, test = {}, {}
+    for index, rel in enumerate(["id10001/clipA/00001.wav", "id10001/clipA/00002.wav",
+                                 "id10002/clipZ/00001.wav"]):
+        dev[f"wav/{rel}"] = dataset.vox1[rel] = wav_bytes(tone(index))
+    rel = "id10270/clipT/00001.wav"
+    test[f"wav/{rel}"] = dataset.vox1[rel] = wav_bytes(tone(5))
+    dataset.add_split_zip("vox1_dev_wav", dev, 3)
+    dataset.add_zip("vox1_test_wav", test)
+
+
+def build_vox2(dataset, workdir):
+    dev, test = {}, {}
+    # One source at 22.05 kHz stereo, so resampling and down-mixing are checked too.
+    sources = [("dev/aac", "id00012/clipB/00001", RATE, 1), ("dev/aac", "id00012/clipB/00002", 22050, 2),
+               ("dev/aac", "id00015/clipC/00001", RATE, 1), ("aac", "id09000/clipD/00001", RATE, 1)]
+    for index, (prefix, rel, rate, channels) in enumerate(sources, start=10):
+        target = dev if prefix == "dev/aac" else test
+        target[f"{prefix}/{rel}.m4a"] = m4a_bytes(index, workdir, rate, channels)
+        dataset.vox2[f"{rel}.wav"] = tone(index)
+    dataset.add_split_zip("vox2_dev_aac", dev, 2)
+    dataset.add_zip("vox2_test_aac", test)
+
+
+@pytest.fixture(scope="module")
+def vox1_only():
+    dataset = FakeDataset()
+    build_vox1(dataset)
+    return dataset
+
+
+@pytest.fixture(scope="module")
+def vox1_and_vox2(tmp_path_factory):
+    if FFMPEG is None:
+        pytest.skip("ffmpeg is not installed")
+    dataset = FakeDataset()
+    build_vox1(dataset)
+    build_vox2(dataset, tmp_path_factory.mktemp("m4a"))
+    return dataset
+
+
+# ---------------------------------------------------------------------------
+# The server
+
+
+class FakeVoxCelebServer:
+    """Basic auth, `Range: bytes=N-`, and faults: drop a connection half-way,
+    serve corrupted bytes once, redirect."""
+
+    def __init__(self, dataset):
+        self.served = dict(dataset.served)
+        self.served["/meta/train_list.txt"] = TRAIN_LIST.encode()
+        self.served["/meta/veri_test.txt"] = TEST_LIST.encode()
+        self.requests = []          # (path, Range header, Authorization header)
+        self.drop_after = {}        # path -> bytes to send before hanging up (once)
+        self.corrupt_once = set()
+        self.fail_once = {}         # path -> HTTP status to answer once
+        self.redirects = {}         # path -> absolute URL
+        self.expected_auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def part_requests(self, name):
+        return [request for request in self.requests if request[0].endswith("/" + name)]
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler_class(self):
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                path = self.path
+                fake.requests.append((path, self.headers.get("Range"), self.headers.get("Authorization")))
+                if path in fake.redirects:
+                    return self._reply(302, b"", {"Location": fake.redirects[path]})
+                if not path.startswith("/meta/") and self.headers.get("Authorization") != fake.expected_auth:
+                    return self._reply(401, b"login required", {"WWW-Authenticate": 'Basic realm="vox"'})
+                if path in fake.fail_once:
+                    return self._reply(fake.fail_once.pop(path), b"try again later")
+                if path not in fake.served:
+                    return self._reply(404, b"not found")
+                data = fake.served[path]
+                if path in fake.corrupt_once:
+                    fake.corrupt_once.discard(path)
+                    data = data[:10] + bytes(b ^ 0xFF for b in data[10:20]) + data[20:]
+                start = self._range_start()
+                if start is not None and start >= len(data):
+                    return self._reply(416, b"", {"Content-Range": f"bytes */{len(data)}"})
+                status, headers = 200, {}
+                if start is not None:
+                    status, headers = 206, {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"}
+                    data = data[start:]
+                if path in fake.drop_after:
+                    return self._hang_up_after(fake.drop_after.pop(path), status, data, headers)
+                self._reply(status, data, headers)
+
+            def _range_start(self):
+                header = self.headers.get("Range")
+                if header and header.startswith("bytes=") and header.endswith("-"):
+                    return int(header[len("bytes="):-1])
+                return None
+
+            def _reply(self, status, body, headers=None):
+                self.send_response(status)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _hang_up_after(self, n_bytes, status, data, headers):
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[:n_bytes])
+                self.wfile.flush()
+                self.close_connection = True
+
+        return Handler
+
+
+@pytest.fixture
+def vox1_server(vox1_only):
+    with FakeVoxCelebServer(vox1_only) as server:
+        yield server
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+
+
+def write_lists(folder, server, dataset, paths=None):
+    """fileparts.txt / files.txt pointing at `server`; returns the flags that select them."""
+    paths = dataset.fileparts if paths is None else paths
+    fileparts = folder / "fileparts.txt"
+    fileparts.write_text("".join(f"{server.url(path)} {md5(server.served.get(path, b''))}\n" for path in paths))
+    files = folder / "files.txt"
+    files.write_text("".join(f"{pattern} {joined} {checksum}\n" for pattern, joined, checksum in dataset.files))
+    return ["--fileparts", str(fileparts), "--files", str(files), "--lists_url", server.url("/meta/")]
+
+
+def run_dataprep(*args, password=PASSWORD, env=None, cwd=None, timeout=60):
+    if "--download" in args or "--lists_only" in args:
+        assert "--lists_url" in args, "tests must never reach the real VoxCeleb site"
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("VOXCELEB_")}
+    if password is not None:
+        environment.update(VOXCELEB_USER=USER, VOXCELEB_PASSWORD=password)
+    environment.update(env or {})
+    return subprocess.run([sys.executable, str(DATAPREP), *map(str, args), "--retry_wait", "0.01"],
+                          capture_output=True, text=True, timeout=timeout, env=environment,
+                          stdin=subprocess.DEVNULL, cwd=cwd)
+
+
+def assert_clean_failure(result, *phrases):
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    for phrase in phrases:
+        assert phrase in result.stderr, result.stderr
+
+
+def assert_password_absent(result, folder=None):
+    assert PASSWORD not in result.stdout + result.stderr
+    if folder is not None:
+        for path in folder.rglob("*"):
+            if path.is_file():
+                assert PASSWORD.encode() not in path.read_bytes(), path
+
+
+def snr_db(reference, decoded):
+    n = min(len(reference), len(decoded))
+    error = reference[:n] - decoded[:n]
+    return 10 * np.log10(np.sum(reference[:n] ** 2) / np.sum(error ** 2))
+
+
+# ---------------------------------------------------------------------------
+# Full run
+
+
+@needs_ffmpeg
+def test_download_extract_convert_builds_voxceleb_layout(tmp_path, vox1_and_vox2):
+    dataset = vox1_and_vox2
+    save = tmp_path / "voxceleb"
+    with FakeVoxCelebServer(dataset) as server:
+        flags = write_lists(tmp_path, server, dataset)
+        command = ["--save_path", save, "--download", "--extract", "--convert", *flags, "--workers", "2"]
+        # From another folder: the default lists and paths must not depend on the cwd.
+        result = run_dataprep(*command, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert_password_absent(result, save)
+
+        for rel, data in dataset.vox1.items():
+            assert (save / "voxceleb1" / rel).read_bytes() == data, rel
+        for rel, reference in dataset.vox2.items():
+            wav = save / "voxceleb2" / rel
+            info = soundfile.info(wav)
+            assert (info.samplerate, info.channels, info.subtype) == (RATE, 1, "PCM_16"), rel
+            decoded, _ = soundfile.read(wav)
+            assert abs(len(decoded) - len(reference)) <= 2048, rel
+            assert snr_db(reference, decoded) > 15, rel
+            assert wav.with_suffix(".m4a").exists()
+        assert (save / "train_list.txt").read_text() == TRAIN_LIST
+        assert (save / "test_list.txt").read_text() == TEST_LIST
+        leftovers = {path.name for path in save.iterdir()} - {
+            "voxceleb1", "voxceleb2", "train_list.txt", "test_list.txt", ".dataprep",
+            "vox1_dev_wav.zip", "vox1_test_wav.zip", "vox2_dev_aac.zip", "vox2_test_aac.zip"}
+        assert leftovers == set(), "parts, temporary files or wav/ dev/ aac/ folders left behind"
+        assert not (save / ".dataprep" / "staging").exists() or not any((save / ".dataprep" / "staging").iterdir())
+        assert not list(save.rglob("*.partial"))
+
+        # A second run finds everything done: no part is fetched, no wav rewritten.
+        stamps = {path: path.stat().st_mtime_ns for path in save.rglob("*.wav")}
+        server.requests.clear()
+        again = run_dataprep(*command, cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert server.requests == []
+        assert {path: path.stat().st_mtime_ns for path in save.rglob("*.wav")} == stamps
+
+
+# ---------------------------------------------------------------------------
+# Download
+
+
+@pytest.mark.parametrize("how", ["environment", "flags"])
+def test_wrong_password_is_a_clear_error(tmp_path, vox1_server, vox1_only, how):
+    flags = write_lists(tmp_path, vox1_server, vox1_only)
+    wrong = "not-the-" + PASSWORD
+    if how == "flags":
+        result = run_dataprep("--save_path", tmp_path / "data", "--download", *flags, "--user", USER,
+                              "--password", wrong, password=None)
+    else:
+        result = run_dataprep("--save_path", tmp_path / "data", "--download", *flags, password=wrong)
+    assert_clean_failure(result, "wrong user name or password")
+    assert wrong not in result.stdout + result.stderr
+    assert not list((tmp_path / "data").glob("vox1*"))
+
+
+def test_missing_credentials_say_how_to_give_them(tmp_path, vox1_server, vox1_only):
+    flags = write_lists(tmp_path, vox1_server, vox1_only)
+    result = run_dataprep("--save_path", tmp_path / "data", "--download", *flags, password=None)
+    assert_clean_failure(result, "VOXCELEB_USER")
+    no_password = run_dataprep("--save_path", tmp_path / "data", "--download", *flags, "--user", USER,
+                               password=None)
+    assert_clean_failure(no_password, "VOXCELEB_PASSWORD")
+
+
+def test_missing_file_names_the_url_and_the_mirror_flags(tmp_path, vox1_server, vox1_only):
+    missing = "/vox1a/vox1_dev_wav_partzz"
+    flags = write_lists(tmp_path, vox1_server, vox1_only, [missing])
+    result = run_dataprep("--save_path", tmp_path / "data", "--download", *flags)
+    assert_clean_failure(result, vox1_server.url(missing), "--fileparts")
+
+
+def test_dropped_connection_resumes_with_range_on_the_next_run(tmp_path, vox1_server, vox1_only):
+    name = "vox1_dev_wav_partab"
+    data = vox1_server.served[vox1_only.part(name)]
+    half = len(data) // 2
+    vox1_server.drop_after[vox1_only.part(name)] = half
+    flags = write_lists(tmp_path, vox1_server, vox1_only, [vox1_only.part(name)])
+    save = tmp_path / "data"
+
+    cut = run_dataprep("--save_path", save, "--download", *flags, "--retries", "0")
+    assert_clean_failure(cut, "connection closed", "re-run")
+    assert (save / f"{name}.download").stat().st_size == half
+    assert not (save / name).exists()
+
+    resumed = run_dataprep("--save_path", save, "--download", *flags)
+    assert resumed.returncode == 0, resumed.stderr
+    assert vox1_server.part_requests(name)[-1][1] == f"bytes={half}-"
+    assert md5((save / name).read_bytes()) == md5(data)
+    assert not (save / f"{name}.download").exists()
+
+
+def test_dropped_connection_is_retried_within_the_run(tmp_path, vox1_server, vox1_only):
+    name = "vox1_dev_wav_partaa"
+    data = vox1_server.served[vox1_only.part(name)]
+    vox1_server.drop_after[vox1_only.part(name)] = 1000
+    flags = write_lists(tmp_path, vox1_server, vox1_only, [vox1_only.part(name)])
+    result = run_dataprep("--save_path", tmp_path, "--download", *flags)
+    assert result.returncode == 0, result.stderr
+    assert "retrying" in result.stderr
+    assert [ranges for _, ranges, _ in vox1_server.part_requests(name)] == [None, "bytes=1000-"]
+    assert (tmp_path / name).read_bytes() == data
+
+
+def test_server_errors_are_retried_with_back_off(tmp_path, vox1_server, vox1_only):
+    name = "vox1_test_wav.zip"
+    vox1_server.fail_once[vox1_only.part(name)] = 503
+    flags = write_lists(tmp_path, vox1_server, vox1_only, [vox1_only.part(name)])
+    result = run_dataprep("--save_path", tmp_path, "--download", *flags)
+    assert result.returncode == 0, result.stderr
+    assert "HTTP 503" in result.stderr and "retrying" in result.stderr
+    assert (tmp_path / name).read_bytes() == vox1_server.served[vox1_only.part(name)]
+
+    vox1_server.fail_once[vox1_only.part(name)] = 503
+    (tmp_path / name).unlink()
+    gave_up = run_dataprep("--save_path", tmp_path, "--download", *flags, "--retries", "0")
+    assert_clean_failure(gave_up, f"giving up on {vox1_server.url(vox1_only.part(name))}")
+
+
+def test_corrupted_download_is_reported_and_fetched_again(tmp_path, vox1_server, vox1_only):
+    name = "vox1_dev_wav_partab"
+    vox1_server.corrupt_once.add(vox1_only.part(name))
+    flags = write_lists(tmp_path, vox1_server, vox1_only)
+    result = run_dataprep("--save_path", tmp_path, "--download", *flags)
+    assert result.returncode == 0, result.stderr
+    assert f"{name}: checksum mismatch" in result.stderr
+    assert len(vox1_server.part_requests(name)) == 2
+    assert (tmp_path / name).read_bytes() == vox1_server.served[vox1_only.part(name)]
+
+
+def test_corrupted_part_on_disk_is_fetched_again_and_never_joined(tmp_path, vox1_server, vox1_only):
+    name = "vox1_dev_wav_partaa"
+    flags = write_lists(tmp_path, vox1_server, vox1_only)
+    assert run_dataprep("--save_path", tmp_path, "--download", *flags).returncode == 0
+    part = tmp_path / name
+    part.write_bytes(b"X" + part.read_bytes()[1:])
+
+    refused = run_dataprep("--save_path", tmp_path, "--extract", *flags)
+    assert_clean_failure(refused, "vox1_dev_wav.zip", "--download")
+    assert part.exists(), "a part was deleted although the joined checksum was wrong"
+
+    vox1_server.requests.clear()
+    fixed = run_dataprep("--save_path", tmp_path, "--download", *flags)
+    assert fixed.returncode == 0, fixed.stderr
+    assert f"{name}: checksum mismatch" in fixed.stderr
+    assert [path for path, _, _ in vox1_server.requests] == [vox1_only.part(name)], "intact parts fetched again"
+    assert part.read_bytes() == vox1_server.served[vox1_only.part(name)]
+    assert run_dataprep("--save_path", tmp_path, "--extract", *flags).returncode == 0
+
+
+def test_redirect_keeps_credentials_only_on_the_same_host(tmp_path, vox1_server, vox1_only):
+    name = "vox1_test_wav.zip"
+    vox1_server.redirects["/same/" + name] = vox1_server.url(vox1_only.part(name))
+    vox1_server.redirects["/other/" + name] = f"http://localhost:{vox1_server.port}/vox1a/{name}"
+    data_md5 = md5(vox1_server.served[vox1_only.part(name)])
+
+    (tmp_path / "same.txt").write_text(f"{vox1_server.url('/same/' + name)} {data_md5}\n")
+    same = run_dataprep("--save_path", tmp_path / "a", "--download", "--fileparts", tmp_path / "same.txt",
+                        "--lists_url", vox1_server.url("/meta/"))
+    assert same.returncode == 0, same.stderr
+
+    (tmp_path / "other.txt").write_text(f"{vox1_server.url('/other/' + name)} {data_md5}\n")
+    vox1_server.requests.clear()
+    other = run_dataprep("--save_path", tmp_path / "b", "--download", "--fileparts", tmp_path / "other.txt",
+                         "--lists_url", vox1_server.url("/meta/"))
+    assert_clean_failure(other, "redirects to http://localhost", "asks for a password")
+    assert [auth for path, _, auth in vox1_server.requests if path == f"/vox1a/{name}"] == [None]
+
+
+def test_lists_only_fetches_the_two_lists_without_credentials(tmp_path, vox1_server):
+    result = run_dataprep("--save_path", tmp_path, "--lists_only", "--lists_url", vox1_server.url("/meta/"),
+                          password=None)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "train_list.txt").read_text() == TRAIN_LIST
+    assert (tmp_path / "test_list.txt").read_text() == TEST_LIST
+    assert sorted(path for path, _, _ in vox1_server.requests) == ["/meta/train_list.txt", "/meta/veri_test.txt"]
+
+
+def test_a_web_page_instead_of_a_list_is_refused(tmp_path, vox1_server):
+    vox1_server.served["/meta/train_list.txt"] = b"<!DOCTYPE html><html>moved</html>"
+    result = run_dataprep("--save_path", tmp_path, "--lists_only", "--lists_url", vox1_server.url("/meta/"))
+    assert_clean_failure(result, "is not a VoxCeleb list", "--make_lists")
+    assert not (tmp_path / "train_list.txt").exists()
+
+
+# ---------------------------------------------------------------------------
+# Extract
+
+
+def evil_zip(kind, outside):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("wav/id10001/clip/00001.wav", b"harmless")
+        if kind == "dotdot":
+            archive.writestr("wav/../../evil", b"pwned")
+        elif kind == "absolute":
+            archive.writestr(zipfile.ZipInfo(str(outside / "evil")), b"pwned")
+        else:
+            link = zipfile.ZipInfo("wav/link")
+            link.external_attr = (stat.S_IFLNK | 0o777) << 16
+            archive.writestr(link, str(outside))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
+def test_zip_members_outside_the_folder_are_refused(tmp_path, kind):
+    save, outside = tmp_path / "data", tmp_path / "outside"
+    save.mkdir()
+    outside.mkdir()
+    (save / "vox1_evil.zip").write_bytes(evil_zip(kind, outside))
+    (tmp_path / "files.txt").write_text("")
+    result = run_dataprep("--save_path", save, "--extract", "--files", tmp_path / "files.txt")
+    assert_clean_failure(result, "refusing to extract", "vox1_evil.zip")
+    written = sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*")
+                     if path.is_file() or path.is_symlink())
+    assert written == ["data/vox1_evil.zip", "files.txt"]
+
+
+def test_interrupted_extraction_can_be_rerun(tmp_path, vox1_server, vox1_only):
+    flags = write_lists(tmp_path, vox1_server, vox1_only)
+    assert run_dataprep("--save_path", tmp_path, "--download", *flags).returncode == 0
+    # Interrupted while joining: a half-written temporary zip is left behind.
+    (tmp_path / "vox1_dev_wav.zip.joining").write_bytes(b"half")
+    first = run_dataprep("--save_path", tmp_path, "--extract", *flags)
+    assert first.returncode == 0, first.stderr
+
+    # Interrupted while extracting: no marker, leftovers in staging, a truncated file moved in.
+    (tmp_path / ".dataprep" / "vox1_dev_wav.zip.extracted").unlink()
+    staging = tmp_path / ".dataprep" / "staging" / "vox1_dev_wav.zip" / "wav" / "id10001"
+    staging.mkdir(parents=True)
+    (staging / "junk").write_bytes(b"junk")
+    truncated = tmp_path / "voxceleb1" / "id10001" / "clipA" / "00001.wav"
+    truncated.write_bytes(truncated.read_bytes()[:100])
+
+    second = run_dataprep("--save_path", tmp_path, "--extract", *flags)
+    assert second.returncode == 0, second.stderr
+    assert "vox1_test_wav.zip: already extracted" in second.stdout
+    for rel, data in vox1_only.vox1.items():
+        assert (tmp_path / "voxceleb1" / rel).read_bytes() == data
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        ".dataprep", "fileparts.txt", "files.txt", "test_list.txt", "train_list.txt", "vox1_dev_wav.zip",
+        "vox1_test_wav.zip", "voxceleb1"]
+    assert not (tmp_path / "voxceleb1" / "id10001" / "junk").exists()
+
+
+# ---------------------------------------------------------------------------
+# Convert
+
+
+@pytest.fixture(scope="module")
+def one_m4a(tmp_path_factory):
+    if FFMPEG is None:
+        pytest.skip("ffmpeg is not installed")
+    return m4a_bytes(3, tmp_path_factory.mktemp("one_m4a"))
+
+
+def make_voxceleb2(save, m4a, count):
+    clip = save / "voxceleb2" / "id00001" / "clip"
+    clip.mkdir(parents=True)
+    for number in range(1, count + 1):
+        (clip / f"{number:05d}.m4a").write_bytes(m4a)
+    return clip
+
+
+def start_convert(save, workers):
+    environment = dict(os.environ)
+    return subprocess.Popen([sys.executable, str(DATAPREP), "--save_path", str(save), "--convert",
+                             "--workers", str(workers)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True, env=environment, start_new_session=True)
+
+
+def wait_for_wavs(clip, process, count=1, timeout=30):
+    deadline = time.monotonic() + timeout
+    while len(list(clip.glob("*.wav"))) < count:
+        assert process.poll() is None, "conversion finished before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+
+
+@needs_ffmpeg
+def test_conversion_killed_half_way_leaves_no_truncated_wav_and_resumes(tmp_path, one_m4a):
+    count = 12
+    clip = make_voxceleb2(tmp_path, one_m4a, count)
+    process = start_convert(tmp_path, workers=1)
+    wait_for_wavs(clip, process)
+    os.killpg(process.pid, signal.SIGKILL)      # dataprep and its ffmpeg, with no chance to clean up
+    process.communicate()
+
+    survivors = {path: (path.stat().st_ino, path.stat().st_mtime_ns) for path in clip.glob("*.wav")}
+    assert 0 < len(survivors) < count
+    reference = next(iter(survivors)).read_bytes()
+    assert all(path.read_bytes() == reference for path in survivors), "a truncated wav survived"
+
+    result = run_dataprep("--save_path", tmp_path, "--convert", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    wavs = sorted(clip.glob("*.wav"))
+    assert len(wavs) == count
+    assert all(path.read_bytes() == reference for path in wavs)
+    assert {path: (path.stat().st_ino, path.stat().st_mtime_ns) for path in survivors} == survivors
+    assert not list(clip.glob("*.partial"))
+
+
+@needs_ffmpeg
+def test_conversion_stopped_with_sigterm_cleans_up(tmp_path, one_m4a):
+    clip = make_voxceleb2(tmp_path, one_m4a, 12)
+    process = start_convert(tmp_path, workers=2)
+    wait_for_wavs(clip, process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert "re-run" in stderr and "Traceback" not in stderr
+    assert not list(clip.glob("*.partial"))
+    reference = next(clip.glob("*.wav")).read_bytes()
+    assert all(path.read_bytes() == reference for path in clip.glob("*.wav"))
+
+
+@needs_ffmpeg
+def test_conversion_failures_are_listed_and_exit_non_zero(tmp_path, one_m4a):
+    clip = make_voxceleb2(tmp_path, one_m4a, 2)
+    (clip / "00003.m4a").write_bytes(b"this is not audio")
+    result = run_dataprep("--save_path", tmp_path, "--convert", "--workers", "2")
+    assert_clean_failure(result, str(clip / "00003.m4a"), "1 of 3 files failed")
+    assert sorted(path.name for path in clip.iterdir()) == [
+        "00001.m4a", "00001.wav", "00002.m4a", "00002.wav", "00003.m4a"]
+    assert soundfile.info(clip / "00001.wav").samplerate == RATE
+
+
+def test_missing_ffmpeg_says_how_to_install_it(tmp_path):
+    (tmp_path / "voxceleb2").mkdir()
+    empty_path = tmp_path / "bin"
+    empty_path.mkdir()
+    result = run_dataprep("--save_path", tmp_path, "--convert", env={"PATH": str(empty_path)})
+    assert_clean_failure(result, "ffmpeg not found", "apt-get install ffmpeg")
+
+
+# ---------------------------------------------------------------------------
+# Lists from files, demo, command line
+
+
+def test_make_lists_writes_a_sorted_train_list(tmp_path):
+    for rel in ["id00015/zz/00002.wav", "id00012/b/00001.wav", "id00015/zz/00001.wav", "id00012/a/00003.wav",
+                "id00012/a/00003.m4a"]:
+        path = tmp_path / "voxceleb2" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    result = run_dataprep("--save_path", tmp_path, "--make_lists")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "train_list.txt").read_text() == (
+        "id00012 id00012/a/00003.wav\n"
+        "id00012 id00012/b/00001.wav\n"
+        "id00015 id00015/zz/00001.wav\n"
+        "id00015 id00015/zz/00002.wav\n")
+
+
+def load_dataprep():
+    spec = importlib.util.spec_from_file_location("dataprep_under_test", DATAPREP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_hands_over_to_demoset_and_does_nothing_else(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setitem(sys.modules, "demoset", types.SimpleNamespace(make_demo_set=calls.append))
+    assert load_dataprep().main(["--demo", "--save_path", str(tmp_path / "demo_root"), "--download"]) == 0
+    assert calls == [tmp_path / "demo_root"]
+    assert not (tmp_path / "demo_root").exists()
+
+
+def test_no_step_is_a_usage_error(tmp_path):
+    result = run_dataprep("--save_path", tmp_path)
+    assert result.returncode == 2
+    assert "nothing to do" in result.stderr
+
+
+def test_no_shell_anywhere():
+    assert "shell=True" not in DATAPREP.read_text()
