@@ -1,0 +1,518 @@
+#!/usr/bin/env python
+"""Synthetic speaker-verification demo set in VoxCeleb layout.
+
+Real VoxCeleb is hundreds of GB; by default this writes ~50 minutes of
+synthetic speech (~100 MB, seconds to generate) so the whole pipeline (data
+loading, training, EER scoring) can be exercised on a laptop CPU.
+
+Each speaker is a set of voice parameters for a source-filter synthesiser
+(glottal pulse train with jitter/shimmer and aspiration noise, shaped by a
+time-varying formant envelope). Speaker identity lives only in those
+parameters: pitch level, range and contour shape, vocal-tract length
+(formant scaling plus personal formant offsets), formant bandwidths,
+spectral tilt, breathiness and speaking rate. Everything else varies per
+utterance: the random phone sequence ("sentence"), level, additive noise at
+a random SNR and colour, a random recording channel (per clip, like a
+YouTube video in VoxCeleb) and small day-to-day drift of the speaker's own
+parameters. A network therefore has to learn voice characteristics rather
+than content or channel.
+
+Layout written under ``<save_path>/demo``::
+
+    train/id00001/clip01/00001.wav   train_list.txt  ("id00001 id00001/clip01/00001.wav")
+    test/id10001/clip01/00001.wav    test_list.txt   ("1 id10001/clip01/00001.wav id10001/clip02/00005.wav")
+
+Everything is drawn from numpy Generators seeded by (seed, split, speaker,
+role, index), so the same arguments give byte-identical files.
+"""
+
+import argparse
+import itertools
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+
+import numpy as np
+import scipy.fft
+import soundfile
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy import ndimage, signal
+
+SAMPLE_RATE = 16000
+FFT_SIZE = 512
+HOP = 128  # 8 ms frames: fine enough for formant transitions and stop bursts
+FRAME_S = HOP / SAMPLE_RATE
+
+TRAIN_SPLIT, TEST_SPLIT = 0, 1
+# Stream identifiers so speaker, clip and utterance draws never share a seed.
+VOICE_STREAM, CHANNEL_STREAM, UTTERANCE_STREAM, TRIAL_STREAM = 0, 1, 2, 3
+
+# VoxCeleb2 (train) and VoxCeleb1 (test) ids live in different ranges too.
+TRAIN_ID_OFFSET, TEST_ID_OFFSET = 1, 10001
+
+# Voiced phones of an adult male reference vocal tract: F1-F3 in Hz (roughly
+# Hillenbrand et al. 1995 vowels plus nasals / a liquid) and a relative
+# amplitude. Higher formants are nearly phone independent; F6 and F7 stand
+# in for the infinitely many poles of a real tract, without which the
+# spectrum above 5 kHz would collapse.
+VOICED_PHONES = np.array([
+    # F1,  F2,   F3,  gain
+    [342, 2322, 3000, 1.0],   # i
+    [427, 2034, 2684, 1.0],   # I
+    [476, 2089, 2691, 1.0],   # e
+    [580, 1799, 2605, 1.0],   # E
+    [588, 1952, 2601, 1.0],   # ae
+    [768, 1333, 2522, 1.0],   # a
+    [652, 997, 2538, 1.0],    # o (open)
+    [497, 910, 2459, 1.0],    # o
+    [469, 1122, 2434, 1.0],   # U
+    [378, 997, 2343, 1.0],    # u
+    [623, 1200, 2550, 1.0],   # V
+    [474, 1379, 1710, 1.0],   # er
+    [280, 1000, 2200, 0.3],   # m
+    [280, 1650, 2500, 0.3],   # n
+    [360, 1300, 2800, 0.6],   # l
+])
+N_VOWELS = 12  # the first rows are vowels, the rest are voiced consonants
+UPPER_FORMANTS_HZ = np.array([3500.0, 4500.0, 5500.0, 6500.0])
+BASE_BANDWIDTHS_HZ = np.array([60.0, 90.0, 120.0, 180.0, 250.0, 350.0, 450.0])
+N_FORMANTS = len(BASE_BANDWIDTHS_HZ)
+HIGHEST_FORMANT_HZ = 0.47 * SAMPLE_RATE
+
+# Frication noise bands: centre Hz, bandwidth Hz, level dB re the vowels.
+FRICATIVE_BANDS = np.array([
+    [6500, 3000, -12],   # s
+    [3600, 2000, -12],   # sh
+    [5000, 7000, -24],   # f / th
+    [1900, 1300, -16],   # x
+    [4000, 6000, -10],   # stop burst
+])
+BURST = len(FRICATIVE_BANDS) - 1
+
+SILENCE, VOICED, FRICATIVE, VOICED_FRICATIVE, STOP = range(5)
+
+
+@dataclass(frozen=True)
+class SpeakerVoice:
+    """Everything that identifies a synthetic speaker."""
+    f0_hz: float                # median pitch
+    f0_range_st: float          # size of pitch accents, semitones
+    declination_st: float       # pitch fall over an utterance, semitones
+    accent_rate: float          # probability that a syllable is accented
+    formant_scale: float        # inverse vocal-tract length
+    formant_offsets: np.ndarray  # personal per-phone, per-formant log offsets
+    bandwidth_scale: float
+    tilt_db_per_octave: float   # glottal source slope on top of the -6 dB/oct pulse
+    breathiness: float          # aspiration noise re voicing amplitude
+    tempo: float                # speaking rate, >1 is faster
+    jitter: float               # relative period-to-period f0 variation
+    shimmer: float              # relative period-to-period amplitude variation
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One recording condition, shared by the utterances of a clip."""
+    b: np.ndarray
+    a: np.ndarray
+    noise_slope: float  # noise power ~ 1 / f**noise_slope (0 white, 1 pink, 2 brown)
+
+
+@dataclass(frozen=True)
+class DemoSet:
+    train_list: str
+    test_list: str
+    train_path: str
+    test_path: str
+
+
+def speaker_rng(seed, split, speaker, stream, index=0):
+    return np.random.default_rng([seed, split, speaker, stream, index])
+
+
+def draw_speaker_voice(rng):
+    # A shared "size" latent makes high voices tend to have short vocal
+    # tracts, as in real populations, without making the two redundant.
+    size = rng.uniform(0.0, 1.0)
+    return SpeakerVoice(
+        f0_hz=80.0 * 2.0 ** (1.8 * size + rng.normal(0.0, 0.4)),
+        f0_range_st=rng.uniform(1.5, 6.0),
+        declination_st=rng.uniform(0.0, 4.0),
+        accent_rate=rng.uniform(0.2, 0.7),
+        formant_scale=0.78 + 0.42 * size + rng.normal(0.0, 0.1),
+        formant_offsets=(rng.normal(0.0, 0.07, size=(1, N_FORMANTS))
+                         + rng.normal(0.0, 0.03, size=(len(VOICED_PHONES), N_FORMANTS))),
+        bandwidth_scale=float(np.exp(rng.uniform(np.log(0.6), np.log(1.8)))),
+        tilt_db_per_octave=rng.uniform(-8.0, 6.0),
+        breathiness=float(np.exp(rng.uniform(np.log(0.02), np.log(0.5)))),
+        tempo=float(np.exp(rng.uniform(np.log(0.75), np.log(1.35)))),
+        jitter=rng.uniform(0.003, 0.02),
+        shimmer=rng.uniform(0.02, 0.12),
+    )
+
+
+def perturb_voice(voice, rng):
+    """Day-to-day drift of a speaker: small next to between-speaker spread."""
+    return replace(
+        voice,
+        f0_hz=voice.f0_hz * 2.0 ** (rng.normal(0.0, 0.3) / 12.0),
+        f0_range_st=voice.f0_range_st * np.exp(rng.normal(0.0, 0.1)),
+        formant_scale=voice.formant_scale * (1.0 + rng.normal(0.0, 0.01)),
+        bandwidth_scale=voice.bandwidth_scale * np.exp(rng.normal(0.0, 0.05)),
+        tilt_db_per_octave=voice.tilt_db_per_octave + rng.normal(0.0, 0.4),
+        breathiness=voice.breathiness * np.exp(rng.normal(0.0, 0.12)),
+        tempo=voice.tempo * np.exp(rng.normal(0.0, 0.06)),
+    )
+
+
+def draw_channel(rng):
+    """Band limits of the microphone / codec plus one resonance or notch."""
+    high_pass = signal.butter(rng.integers(1, 3), rng.uniform(50.0, 150.0),
+                              btype="highpass", fs=SAMPLE_RATE)
+    low_pass = signal.butter(2, rng.uniform(5000.0, 7800.0), btype="lowpass", fs=SAMPLE_RATE)
+    peak = peaking_eq(rng.uniform(300.0, 4000.0), rng.uniform(-4.0, 4.0), rng.uniform(0.7, 2.0))
+    b = np.polymul(np.polymul(high_pass[0], low_pass[0]), peak[0])
+    a = np.polymul(np.polymul(high_pass[1], low_pass[1]), peak[1])
+    return Channel(b=b, a=a, noise_slope=rng.uniform(0.0, 2.0))
+
+
+def peaking_eq(freq_hz, gain_db, q):
+    """RBJ audio-EQ-cookbook peaking biquad."""
+    amplitude = 10.0 ** (gain_db / 40.0)
+    omega = 2.0 * np.pi * freq_hz / SAMPLE_RATE
+    alpha = np.sin(omega) / (2.0 * q)
+    b = np.array([1.0 + alpha * amplitude, -2.0 * np.cos(omega), 1.0 - alpha * amplitude])
+    a = np.array([1.0 + alpha / amplitude, -2.0 * np.cos(omega), 1.0 - alpha / amplitude])
+    return b / a[0], a / a[0]
+
+
+def compose_sentence(rng, tempo, n_frames):
+    """Random words of CV(C) syllables with pauses, as per-frame phone labels.
+
+    Returns (kind, phone) per frame; phone indexes VOICED_PHONES for voiced
+    kinds and FRICATIVE_BANDS for noise kinds.
+    """
+    kind = np.full(n_frames, SILENCE)
+    phone = np.zeros(n_frames, dtype=int)
+
+    def frames(ms_low, ms_high):
+        return max(1, int(round(rng.uniform(ms_low, ms_high) / tempo / 1000.0 / FRAME_S)))
+
+    def consonant():
+        choice = rng.integers(0, 4)
+        if choice == 0:
+            return [(FRICATIVE, rng.integers(0, BURST), frames(60, 140))]
+        if choice == 1:
+            return [(VOICED_FRICATIVE, rng.integers(0, BURST), frames(50, 110))]
+        if choice == 2:
+            return [(SILENCE, 0, frames(30, 80)), (STOP, BURST, frames(10, 25))]
+        return [(VOICED, rng.integers(N_VOWELS, len(VOICED_PHONES)), frames(40, 90))]
+
+    pos = int(rng.integers(4, 25))  # leading silence before speech starts
+    while pos < n_frames:
+        segments = []
+        for _ in range(rng.integers(1, 4)):
+            if rng.random() < 0.7:
+                segments += consonant()
+            segments.append((VOICED, rng.integers(0, N_VOWELS), frames(70, 200)))
+            if rng.random() < 0.25:
+                segments += consonant()
+        if rng.random() < 0.35:
+            segments.append((SILENCE, 0, frames(80, 300)))
+        for seg_kind, seg_phone, length in segments:
+            kind[pos:pos + length] = seg_kind
+            phone[pos:pos + length] = seg_phone
+            pos += length
+    return kind, phone
+
+
+def smooth(track, width):
+    """Hann-weighted moving average along frames: coarticulation and on/off ramps."""
+    window = np.hanning(width + 2)[1:-1]
+    return ndimage.convolve1d(track, window / window.sum(), axis=0, mode="nearest")
+
+
+def formant_tracks(kind, phone, voice):
+    """Per-frame formant frequencies in Hz: targets of voiced phones, held through consonants."""
+    upper = np.broadcast_to(UPPER_FORMANTS_HZ, (len(VOICED_PHONES), len(UPPER_FORMANTS_HZ)))
+    targets = np.concatenate([VOICED_PHONES[:, :3], upper], axis=1)
+    targets = targets * voice.formant_scale * np.exp(voice.formant_offsets)
+    is_voiced = (kind == VOICED)
+    # Consonants borrow the formants of the nearest preceding voiced phone.
+    last_voiced = np.maximum.accumulate(np.where(is_voiced, np.arange(len(kind)), -1))
+    first_voiced = np.argmax(is_voiced) if is_voiced.any() else 0
+    source_frame = np.where(last_voiced >= 0, last_voiced, first_voiced)
+    tracks = np.minimum(targets[phone[source_frame]], HIGHEST_FORMANT_HZ)
+    return np.exp(smooth(np.log(tracks), 5))
+
+
+def pitch_contour(rng, voice, kind, n_samples):
+    """Per-sample f0 in Hz: declination, random accents, slow wander, jitter."""
+    n_frames = len(kind)
+    position = np.linspace(0.0, 1.0, n_frames)
+    semitones = voice.declination_st * (0.5 - position)
+    syllable_starts = np.flatnonzero((kind == VOICED) & (np.roll(kind, 1) != VOICED))
+    accented = syllable_starts[rng.random(len(syllable_starts)) < voice.accent_rate]
+    frame_index = np.arange(n_frames)
+    for start in accented:
+        centre = start + rng.uniform(3, 12)
+        width = rng.uniform(4, 12)
+        height = voice.f0_range_st * rng.uniform(0.4, 1.0)
+        semitones += height * np.exp(-0.5 * ((frame_index - centre) / width) ** 2)
+    semitones += smooth(rng.normal(0.0, 1.5, n_frames), 25)
+    f0 = voice.f0_hz * 2.0 ** (semitones / 12.0)
+    f0 = np.interp(np.arange(n_samples) / HOP, frame_index, f0)
+    # Jitter changes about once per period; 5 ms holds approximate that.
+    hold = SAMPLE_RATE // 200
+    jitter = np.repeat(rng.normal(0.0, voice.jitter, n_samples // hold + 1), hold)[:n_samples]
+    return f0 * (1.0 + jitter)
+
+
+def glottal_source(rng, voice, f0):
+    """Sawtooth pulse train with shimmer, and pulsed aspiration noise."""
+    phase = np.cumsum(f0 / SAMPLE_RATE)
+    period = phase.astype(int)
+    cycle_position = phase - period
+    shimmer = 1.0 + rng.normal(0.0, voice.shimmer, period[-1] + 1)
+    pulses = (1.0 - 2.0 * cycle_position) * shimmer[period]
+    # Aspiration is strongest while the glottis is open (first half cycle).
+    aspiration_gate = 0.4 + 0.6 * (cycle_position < 0.5)
+    aspiration = rng.normal(0.0, 1.0, len(f0)) * aspiration_gate * voice.breathiness
+    return pulses + aspiration
+
+
+WINDOW = np.hanning(FFT_SIZE).astype(np.float32)
+
+
+def stft(x):
+    # Single precision halves FFT time and is far below 16-bit quantisation.
+    frames = sliding_window_view(x.astype(np.float32), FFT_SIZE, axis=-1)[..., ::HOP, :]
+    return scipy.fft.rfft(frames * WINDOW, axis=-1)
+
+
+def istft(spectrum, n_samples):
+    frames = scipy.fft.irfft(spectrum, n=FFT_SIZE, axis=-1) * WINDOW
+    n_frames = len(frames)
+    output = np.zeros((n_frames - 1) * HOP + FFT_SIZE, dtype=np.float32)
+    weight = np.zeros_like(output)
+    for start in range(0, FFT_SIZE, HOP):  # overlap-add one hop-sized stripe at a time
+        span = slice(start, start + n_frames * HOP)
+        output[span].reshape(n_frames, HOP)[:] += frames[:, start:start + HOP]
+        weight[span].reshape(n_frames, HOP)[:] += WINDOW[start:start + HOP] ** 2
+    return (output / np.maximum(weight, 1e-3))[:n_samples].astype(np.float64)
+
+
+FREQS_HZ = np.fft.rfftfreq(FFT_SIZE, 1.0 / SAMPLE_RATE)
+
+
+def vocal_tract_envelope(formants, voice):
+    """|H(f)| per frame of a cascade of two-pole resonators (unity DC gain) plus source tilt."""
+    radii = np.exp(-np.pi * BASE_BANDWIDTHS_HZ * voice.bandwidth_scale / SAMPLE_RATE)
+    omega = 2.0 * np.pi * FREQS_HZ / SAMPLE_RATE
+    cos_omega, sin_omega = np.cos(omega).astype(np.float32), np.sin(omega).astype(np.float32)
+    octaves_above_100hz = np.log2(np.maximum(FREQS_HZ, 100.0) / 100.0)
+    tilt = (10.0 ** (voice.tilt_db_per_octave * octaves_above_100hz / 20.0)).astype(np.float32)
+    theta = (2.0 * np.pi / SAMPLE_RATE) * formants
+    cos_theta, sin_theta = np.cos(theta).astype(np.float32), np.sin(theta).astype(np.float32)
+    envelope = np.broadcast_to(tilt, (len(formants), len(FREQS_HZ)))
+    for k, radius in enumerate(radii):
+        # |1 - 2r cos(theta) z^-1 + r^2 z^-2|^2 split into its two conjugate poles:
+        # (a - b cos(w - theta)) (a - b cos(w + theta)) = (a - b cw ct)^2 - (b sw st)^2
+        a, b = np.float32(1.0 + radius ** 2), np.float32(2.0 * radius)
+        in_phase = a - np.outer(b * cos_theta[:, k], cos_omega)
+        quadrature = np.outer(b * sin_theta[:, k], sin_omega)
+        dc_gain = (a - b * cos_theta[:, k])[:, None]
+        envelope = envelope * (dc_gain / np.sqrt(in_phase ** 2 - quadrature ** 2))
+    return envelope
+
+
+def frication_shapes(voice):
+    """Unit-power spectral shapes of the noise sources, shifted by vocal-tract size."""
+    centres = FRICATIVE_BANDS[:, 0:1] * voice.formant_scale
+    widths = FRICATIVE_BANDS[:, 1:2]
+    shapes = np.exp(-0.5 * ((FREQS_HZ[None, :] - centres) / (0.5 * widths)) ** 2)
+    shapes /= np.sqrt(np.mean(shapes ** 2, axis=1, keepdims=True))
+    return shapes * 10.0 ** (FRICATIVE_BANDS[:, 2:3] / 20.0)
+
+
+def synthesize_speech(rng, voice, n_samples):
+    """Clean speech waveform, unit RMS over voiced stretches."""
+    n_frames = (n_samples + FFT_SIZE) // HOP + 1
+    padded_length = (n_frames - 1) * HOP + FFT_SIZE
+    kind, phone = compose_sentence(rng, voice.tempo, n_frames)
+
+    voicing_gain = np.where(kind == VOICED, VOICED_PHONES[phone, 3], 0.0)
+    voicing_gain = smooth(np.where(kind == VOICED_FRICATIVE, 0.4, voicing_gain), 3)
+    is_noise = np.isin(kind, (FRICATIVE, VOICED_FRICATIVE, STOP))
+    noise_envelope = smooth(frication_shapes(voice)[np.where(is_noise, phone, 0)] * is_noise[:, None], 2)
+
+    f0 = pitch_contour(rng, voice, kind, padded_length)
+    frame_positions = np.arange(padded_length) / HOP - FFT_SIZE / HOP / 2
+    voicing = np.interp(frame_positions, np.arange(n_frames), voicing_gain)
+    glottal = glottal_source(rng, voice, f0) * voicing
+    tract = vocal_tract_envelope(formant_tracks(kind, phone, voice), voice)
+    glottal_spectrum, noise_spectrum = stft(np.stack([glottal, rng.normal(0.0, 1.0, padded_length)]))
+    voiced_spectrum = glottal_spectrum * tract
+    # White noise of unit power has E|X|^2 = sum(window^2) per bin: use that to
+    # bring voicing to unit RMS where voiced, so noise levels read as dB re vowels.
+    voiced_power = np.mean(np.abs(voiced_spectrum) ** 2) / np.sum(WINDOW ** 2)
+    voiced_spectrum /= np.sqrt(max(voiced_power / max(np.mean(voicing ** 2), 1e-3), 1e-12))
+    speech = istft(voiced_spectrum + noise_spectrum * noise_envelope, padded_length)
+    return speech[FFT_SIZE // 2:FFT_SIZE // 2 + n_samples]
+
+
+def coloured_noise(rng, slope, n_samples):
+    fft_length = scipy.fft.next_fast_len(n_samples, real=True)  # odd lengths make the FFT crawl
+    spectrum = scipy.fft.rfft(rng.standard_normal(fft_length, dtype=np.float32))
+    freqs = np.fft.rfftfreq(fft_length, 1.0 / SAMPLE_RATE)
+    spectrum *= (np.maximum(freqs, 20.0) ** (-slope / 2.0)).astype(np.float32)
+    noise = scipy.fft.irfft(spectrum, n=fft_length)[:n_samples].astype(np.float64)
+    return noise / np.sqrt(np.mean(noise ** 2))
+
+
+def record(rng, speech, channel, snr_range_db):
+    """Channel, background noise at a random SNR, then a random level."""
+    speech = signal.lfilter(channel.b, channel.a, speech)
+    speech_power = np.mean(speech ** 2)
+    snr_db = rng.uniform(*snr_range_db)
+    noise = coloured_noise(rng, channel.noise_slope, len(speech))
+    noisy = speech + noise * np.sqrt(speech_power * 10.0 ** (-snr_db / 10.0))
+    level_db = -26.0 + rng.uniform(-6.0, 6.0)
+    noisy *= 10.0 ** (level_db / 20.0) / np.sqrt(np.mean(noisy ** 2))
+    peak = np.max(np.abs(noisy))
+    if peak > 0.99:  # rare loud utterance: limit rather than wrap around
+        noisy *= 0.99 / peak
+    return np.round(noisy * 32767.0).astype(np.int16)
+
+
+def utterance_relpath(speaker_id, clip, utterance):
+    return f"{speaker_id}/clip{clip + 1:02d}/{utterance + 1:05d}.wav"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Settings shared by every speaker of a set."""
+    utts_per_clip: int
+    duration_range: tuple
+    snr_range_db: tuple
+    seed: int
+
+
+def write_speaker(recipe, root, split, speaker, n_utterances):
+    """Synthesise and write one speaker's utterances; returns (speaker_id, relpaths)."""
+    id_offset = TRAIN_ID_OFFSET if split == TRAIN_SPLIT else TEST_ID_OFFSET
+    speaker_id = f"id{id_offset + speaker:05d}"
+    voice = draw_speaker_voice(speaker_rng(recipe.seed, split, speaker, VOICE_STREAM))
+    relpaths = []
+    for utterance in range(n_utterances):
+        clip = utterance // recipe.utts_per_clip
+        channel = draw_channel(speaker_rng(recipe.seed, split, speaker, CHANNEL_STREAM, clip))
+        rng = speaker_rng(recipe.seed, split, speaker, UTTERANCE_STREAM, utterance)
+        n_samples = int(round(rng.uniform(*recipe.duration_range) * SAMPLE_RATE))
+        speech = synthesize_speech(rng, perturb_voice(voice, rng), n_samples)
+        pcm = record(rng, speech, channel, recipe.snr_range_db)
+        relpath = utterance_relpath(speaker_id, clip, utterance)
+        os.makedirs(os.path.join(root, os.path.dirname(relpath)), exist_ok=True)
+        soundfile.write(os.path.join(root, relpath), pcm, SAMPLE_RATE, subtype="PCM_16")
+        relpaths.append(relpath)
+    return speaker_id, relpaths
+
+
+def write_speakers(jobs, workers):
+    """Run write_speaker over (recipe, root, split, speaker, n_utterances) jobs, in order."""
+    if workers <= 1:
+        return [write_speaker(*job) for job in jobs]
+    # Every utterance has its own seed, so the process split cannot change the output.
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(write_speaker, *zip(*jobs)))
+
+
+def build_trials(files_by_speaker, rng):
+    """All same-speaker pairs, plus as many different-speaker pairs.
+
+    Non-target enrolment files cycle through every test file so each file is
+    scored against other speakers too.
+    """
+    targets = [(1, enrol, test) for files in files_by_speaker.values()
+               for enrol, test in itertools.combinations(files, 2)]
+    speaker_of = {f: spk for spk, files in files_by_speaker.items() for f in files}
+    all_files = list(speaker_of)
+    non_targets, seen = [], set()
+    attempts = 0
+    while len(non_targets) < len(targets) and attempts < 100 * len(targets):
+        enrol = all_files[attempts % len(all_files)]
+        test = all_files[rng.integers(len(all_files))]
+        attempts += 1
+        if speaker_of[enrol] == speaker_of[test] or (enrol, test) in seen or (test, enrol) in seen:
+            continue
+        seen.add((enrol, test))
+        non_targets.append((0, enrol, test))
+    trials = targets + non_targets
+    return [trials[i] for i in rng.permutation(len(trials))]
+
+
+def make_demo_set(save_path, n_train_speakers=60, n_test_speakers=20, utts_per_speaker=16,
+                  utts_per_test_speaker=6, utts_per_clip=4, min_duration=2.0, max_duration=4.0,
+                  snr_range_db=(15.0, 35.0), seed=1234, workers=None, verbose=True):
+    """Write the demo set under ``<save_path>/demo`` and return its paths.
+
+    The defaults (60 x 16 train utterances, 20 x 6 test utterances of 2-4 s,
+    600 balanced trials) keep an epoch short enough for CPU training while
+    giving the embedding enough speakers to generalise to unseen ones.
+    Utterances are grouped into clips of ``utts_per_clip`` sharing a channel.
+    workers: processes to synthesise with (default: up to 2 CPU cores).
+    """
+    if n_test_speakers < 2 or utts_per_test_speaker < 2:
+        raise ValueError("trials need at least 2 test speakers with 2 utterances each")
+    started = time.time()
+    demo_root = os.path.join(save_path, "demo")
+    paths = DemoSet(train_list=os.path.join(demo_root, "train_list.txt"),
+                    test_list=os.path.join(demo_root, "test_list.txt"),
+                    train_path=os.path.join(demo_root, "train"),
+                    test_path=os.path.join(demo_root, "test"))
+    recipe = Recipe(utts_per_clip=utts_per_clip, duration_range=(min_duration, max_duration),
+                    snr_range_db=tuple(snr_range_db), seed=seed)
+    jobs = ([(recipe, paths.train_path, TRAIN_SPLIT, s, utts_per_speaker) for s in range(n_train_speakers)]
+            + [(recipe, paths.test_path, TEST_SPLIT, s, utts_per_test_speaker) for s in range(n_test_speakers)])
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1)
+    speakers = write_speakers(jobs, workers)
+
+    train_lines = [f"{speaker_id} {relpath}" for speaker_id, relpaths in speakers[:n_train_speakers]
+                   for relpath in relpaths]
+    test_files = dict(speakers[n_train_speakers:])
+    trials = build_trials(test_files, speaker_rng(seed, TEST_SPLIT, 0, TRIAL_STREAM))
+    write_lines(paths.train_list, train_lines)
+    write_lines(paths.test_list, [f"{label} {enrol} {test}" for label, enrol, test in trials])
+    if verbose:
+        n_targets = sum(label for label, _, _ in trials)
+        print(f"demo set: {len(train_lines)} train files ({n_train_speakers} speakers), "
+              f"{sum(map(len, test_files.values()))} test files ({n_test_speakers} speakers), "
+              f"{len(trials)} trials ({n_targets} target) in {demo_root} [{time.time() - started:.1f} s]")
+    return paths
+
+
+def write_lines(path, lines):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as handle:
+        handle.write("".join(line + "\n" for line in lines))
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Write a synthetic VoxCeleb-style demo set")
+    parser.add_argument("--save_path", default="data", help="the set goes to <save_path>/demo")
+    parser.add_argument("--n_train_speakers", type=int, default=60)
+    parser.add_argument("--n_test_speakers", type=int, default=20)
+    parser.add_argument("--utts_per_speaker", type=int, default=16)
+    parser.add_argument("--utts_per_test_speaker", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
+    args = parser.parse_args()
+    make_demo_set(args.save_path, n_train_speakers=args.n_train_speakers,
+                  n_test_speakers=args.n_test_speakers, utts_per_speaker=args.utts_per_speaker,
+                  utts_per_test_speaker=args.utts_per_test_speaker, seed=args.seed,
+                  workers=args.workers)
+
+
+if __name__ == "__main__":
+    main()
