@@ -69,8 +69,12 @@ def symmetric_padding(num_samples, max_audio):
 def loadWAV(filename, max_frames, evalmode=True, num_eval=10):
     """The original's crops: `num_eval` evenly spaced crops in eval mode (one whole-file crop
     when max_frames is 0), else one random crop (Python's `random`). Returns (crops, samples)."""
+    return crop_waveform(read_audio(filename), max_frames, evalmode, num_eval)
+
+
+def crop_waveform(audio, max_frames, evalmode=True, num_eval=10):
+    """loadWAV's crops of a waveform already in memory (1-D float32, int16 range)."""
     max_audio = crop_samples(max_frames)
-    audio = read_audio(filename)
     shortage = symmetric_padding(audio.shape[0], max_audio)
     if shortage:
         audio = numpy.pad(audio, (shortage, shortage), "constant", constant_values=0)
@@ -159,11 +163,13 @@ class Group(NamedTuple):
 
 
 class TrainDataset(Dataset):
-    """Maps a Group to (crops (len(group), samples), label)."""
+    """Maps a Group to (crops (len(group), samples), label); `augment(crop, rng)` (augment.py), if
+    given, runs on each crop in the loader worker."""
 
-    def __init__(self, train_list, max_frames):
+    def __init__(self, train_list, max_frames, augment=None):
         self.files = train_list.files
         self.max_frames = max_frames
+        self.augment = augment
 
     def __len__(self):
         return len(self.files)
@@ -171,6 +177,9 @@ class TrainDataset(Dataset):
     def __getitem__(self, group):
         rng = random.Random(group.crop_seed)
         crops = [load_random_crop(self.files[index], self.max_frames, rng) for index in group.utterances]
+        if self.augment is not None:
+            # Drawn after all crops are cut, so --augment does not move the crops.
+            crops = [self.augment(crop, rng) for crop in crops]
         return torch.from_numpy(numpy.stack(crops)), group.label
 
 
@@ -246,14 +255,14 @@ def collate_groups(items):
 
 
 def make_train_loader(train_list, max_frames, group_size, max_seg_per_spk, batch_size, num_workers, seed,
-                      num_replicas=1, rank=0):
+                      num_replicas=1, rank=0, augment=None):
     sampler = SpeakerBatchSampler(train_list.labels, group_size, max_seg_per_spk, batch_size, seed,
                                   num_replicas, rank, listfile=train_list.listfile)
     if len(sampler) == 0:
         raise InputError("%s: not enough speakers for one batch of %d (%d speakers); lower --batch_size" % (
             train_list.listfile, batch_size, train_list.num_speakers))
     loader = torch.utils.data.DataLoader(
-        TrainDataset(train_list, max_frames), batch_sampler=sampler, num_workers=num_workers,
+        TrainDataset(train_list, max_frames, augment), batch_sampler=sampler, num_workers=num_workers,
         collate_fn=collate_groups, pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers > 0 else None)
     return loader, sampler

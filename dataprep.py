@@ -755,6 +755,9 @@ def build_parser():
                        help="write DIR/train_list.txt from the converted DIR/voxceleb2 files")
     steps.add_argument("--demo", action="store_true",
                        help="write a small synthetic demo set under DIR/demo and do nothing else")
+    steps.add_argument("--augment", action="store_true",
+                       help="download MUSAN and the simulated room impulse responses, extract them and split "
+                            "MUSAN into 5 s pieces (DIR/musan_split, DIR/RIRS_NOISES/simulated_rirs)")
     auth = parser.add_argument_group("credentials (else $VOXCELEB_USER/$VOXCELEB_PASSWORD, else a prompt)")
     auth.add_argument("--user", help="VoxCeleb user name")
     auth.add_argument("--password", help="VoxCeleb password (visible in the process list: prefer the "
@@ -766,6 +769,8 @@ def build_parser():
                          help="list of 'parts-glob joined.zip md5' to join (default: %(default)s)")
     sources.add_argument("--lists_url", default=DEFAULT_LISTS_URL,
                          help="where train_list.txt and veri_test.txt are (default: %(default)s)")
+    sources.add_argument("--augment_list", type=Path, default=HERE / "lists" / "augment.txt",
+                         help="list of 'url md5' of the --augment archives (default: %(default)s)")
     tuning = parser.add_argument_group("tuning")
     tuning.add_argument("--retries", type=int, default=5, help="retries per file (default: %(default)s)")
     tuning.add_argument("--retry_wait", type=float, default=float(os.environ.get("DATAPREP_RETRY_WAIT", 5)),
@@ -787,6 +792,8 @@ def run(args):
     if args.download or args.lists_only:
         save_path.mkdir(parents=True, exist_ok=True)
         _run_download(args, save_path)
+    elif args.augment:
+        save_path.mkdir(parents=True, exist_ok=True)
     elif not save_path.is_dir():
         raise DataprepError(f"{save_path} does not exist: check --save_path or run --download first")
     if args.extract:
@@ -796,6 +803,14 @@ def run(args):
         convert_all(save_path, args.workers)
     if args.make_lists:
         make_train_list(save_path)
+    if args.augment:
+        # augment_data imports this module by name; when it runs as a script, hand it this very
+        # module, so that its DataprepError is the one main() catches.
+        sys.modules.setdefault("dataprep", sys.modules[__name__])
+        from augment_data import prepare_augmentation
+        # OpenSLR needs no login: the VoxCeleb credentials are not sent there.
+        downloader = Downloader(None, args.retries, args.retry_wait, args.timeout)
+        prepare_augmentation(save_path, args.augment_list, downloader, args.workers)
 
 
 def _run_download(args, save_path):
@@ -817,9 +832,10 @@ def _run_download(args, save_path):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    actions = (args.download, args.lists_only, args.extract, args.convert, args.make_lists, args.demo)
+    actions = (args.download, args.lists_only, args.extract, args.convert, args.make_lists, args.demo, args.augment)
     if not any(actions):
-        parser.error("nothing to do: give --download, --lists_only, --extract, --convert, --make_lists or --demo")
+        parser.error("nothing to do: give --download, --lists_only, --extract, --convert, --make_lists, --demo "
+                     "or --augment")
     if args.workers < 1 or args.retries < 0 or args.retry_wait < 0:
         parser.error("--workers must be >= 1, --retries and --retry_wait >= 0")
     try:

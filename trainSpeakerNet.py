@@ -5,18 +5,27 @@ Flags and outputs follow the 2020 voxceleb_trainer; see README.md."""
 
 import argparse
 import glob
+import hashlib
+import json
 import os
 import random
 import sys
 import time
 
+import runtime_env  # noqa: F401  (before torch: OMP_WAIT_POLICY)
 import numpy
 import torch
 import yaml
 from tqdm import tqdm
 
-from DatasetLoader import InputError, TrainList, make_train_loader
-from SpeakerNet import SpeakerNet, atomic_torch_save, import_by_name
+from augment import make_augmenter
+from average_checkpoints import run_average
+from DatasetLoader import InputError, TestList, TrainList, make_train_loader
+from export import FORMATS as EXPORT_FORMATS, run_export
+from extract import run_extract
+from reports import write_reports
+from score_norm import METHODS as SCORE_NORMS, check_score_norm_args, report_normalised
+from SpeakerNet import SpeakerNet, atomic_torch_save, cpu_has_native_bf16, import_by_name, preferred_memory_format
 from tuneThreshold import minDCF, tuneThresholdfromScore
 
 DEFAULT_NCLASSES = 5994  # VoxCeleb2 dev speakers: the seed's --nSpeakers default
@@ -63,6 +72,8 @@ def build_parser():
     train.add_argument("--seed", type=int, default=0, help="Seed of weights, sampling and crops")
     train.add_argument("--mixedprec", action="store_true", help="fp16 autocast on CUDA, bf16 on CPU")
     train.add_argument("--distributed", action="store_true", help="DistributedDataParallel under torchrun")
+    train.add_argument("--eval_untrained", action="store_true",
+                       help="Also evaluate the model before the first epoch, to compare with the trained EER")
 
     io = parser.add_argument_group("models and outputs")
     io.add_argument("--initial_model", type=str, default="", help="Weights to start from / to evaluate")
@@ -75,6 +86,32 @@ def build_parser():
     model.add_argument("--encoder_type", "--encoder", dest="encoder_type", type=str, default="SAP",
                        help="Temporal pooling: SAP, TAP or MAX")
     model.add_argument("--nOut", type=int, default=512, help="Embedding size")
+
+    extra = parser.add_argument_group("beyond the original (all off by default)")
+    extra.add_argument("--augment", action="store_true",
+                       help="Augment each training crop with MUSAN noise, babble or music, or a simulated RIR")
+    extra.add_argument("--musan_path", type=str, default="data/musan_split",
+                       help="MUSAN in 5 s pieces (noise/, speech/, music/), as dataprep.py --augment writes it")
+    extra.add_argument("--rir_path", type=str, default="data/RIRS_NOISES/simulated_rirs",
+                       help="Simulated room impulse responses, as dataprep.py --augment writes them")
+    extra.add_argument("--extract", action="store_true",
+                       help="Only write one embedding per file of --extract_list to --extract_out")
+    extra.add_argument("--extract_list", type=str, default="",
+                       help="Audio files to embed: one path per line, relative to --test_path")
+    extra.add_argument("--extract_out", type=str, default="", help=".npz file that --extract writes")
+    extra.add_argument("--extract_crops", action="store_true",
+                       help="--extract also stores every eval crop's embedding")
+    extra.add_argument("--score_norm", type=str, default="none", choices=["none"] + sorted(SCORE_NORMS),
+                       help="--eval also prints the EER after cohort score normalisation")
+    extra.add_argument("--cohort_list", type=str, default="",
+                       help="Score-norm cohort: one path per line (or a train list), relative to --cohort_path")
+    extra.add_argument("--cohort_path", type=str, default="", help="Root of the cohort list's paths")
+    extra.add_argument("--top_k", type=int, default=300, help="AS-norm: highest cohort scores kept per side")
+    extra.add_argument("--export", type=str, default=None, choices=EXPORT_FORMATS,
+                       help="Only write the embedding network of --initial_model to --export_out")
+    extra.add_argument("--export_out", type=str, default="", help="File that --export writes")
+    extra.add_argument("--average_last", type=int, default=0,
+                       help="Only average the last N models of --save_path/model into one .model")
     return parser
 
 
@@ -174,13 +211,14 @@ def state_file(model_file):
 # ---------------------------------------------------------------------------------------------
 # Evaluation
 
-def evaluate(net, args, progress=True):
-    """(EER, minDCF(0.05), scores, labels, trials) of --test_list with the seed's protocol."""
-    scores, labels, trials = net.evaluateFromList(args.test_list, test_path=args.test_path,
-                                                  eval_frames=args.eval_frames,
-                                                  num_workers=args.nDataLoaderThread, progress=progress)
+def evaluate(net, args, progress=True, return_embeddings=False):
+    """(EER, scores, labels, trials) of --test_list with the seed's protocol, and with
+    return_embeddings also (files, embeddings) of its files."""
+    scores, labels, trials, *embeddings = net.evaluateFromList(
+        args.test_list, test_path=args.test_path, eval_frames=args.eval_frames,
+        num_workers=args.nDataLoaderThread, progress=progress, return_embeddings=return_embeddings)
     eer = tuneThresholdfromScore(scores, labels, [1, 0.1])[1]
-    return eer, scores, labels, trials
+    return (eer, scores, labels, trials, *embeddings)
 
 
 def run_eval(net, args):
@@ -192,7 +230,10 @@ def run_eval(net, args):
         raise InputError("--eval needs --initial_model (or a trained model in %s/model)" % args.save_path)
     net.loadParameters(source)
     print("Model %s loaded!" % source)
-    eer, scores, labels, trials = evaluate(net, args)
+    check_score_norm_args(args)
+    eer, scores, labels, trials, (test_files, embeddings) = evaluate(net, args, return_embeddings=True)
+    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return  # --distributed --eval: every rank embedded a shard of the files; rank 0 reports
     print("EER %2.4f" % eer)
     print("MinDCF %.4f (p_target 0.05), %.4f (p_target 0.01)" % (minDCF(scores, labels, 0.05),
                                                                   minDCF(scores, labels, 0.01)))
@@ -201,6 +242,10 @@ def run_eval(net, args):
     with open(os.path.join(result_dir, "eval_scores.txt"), "w") as handle:
         for score, label, trial in zip(scores, labels, trials):
             handle.write("%.6f %d %s\n" % (score, label, trial))
+    write_reports(scores, labels, result_dir, "eval")
+    if args.score_norm != "none":
+        normalised = report_normalised(net, args, source, scores, labels, trials, test_files, embeddings, result_dir)
+        write_reports(normalised, labels, result_dir, "eval_" + args.score_norm)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,7 +263,7 @@ def train_one_epoch(model, loader, optimizer, scaler, device, mixedprec, epoch, 
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=mixedprec):
             loss, metric = model(data, label)
-        if not torch.isfinite(loss):
+        if not finite_on_all_ranks(loss):
             raise TrainingDiverged("loss became %s at epoch %d, step %d" % (loss.item(), epoch, steps + 1))
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -235,6 +280,56 @@ def train_one_epoch(model, loader, optimizer, scaler, device, mixedprec, epoch, 
 
 class TrainingDiverged(Exception):
     pass
+
+
+def finite_on_all_ranks(loss):
+    """Whether the loss is finite, agreed by every rank under --distributed: a rank that stopped
+    alone would leave the others waiting in the gradient all-reduce."""
+    finite = torch.isfinite(loss.detach()).float().reshape(1)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+    return bool(finite.item())
+
+
+def broadcast_buffers(net):
+    """Rank 0's buffers (BatchNorm running statistics) on every rank. DDP broadcasts them at the
+    start of each forward, so after an epoch's last step every rank holds its own last update;
+    evaluation must use the values the checkpoint (written by rank 0) holds."""
+    for buffer in net.buffers():
+        torch.distributed.broadcast(buffer, src=0)
+
+
+RANK_DUMP_ENV = "SPEAKERNET_RANK_DUMP"
+
+
+def tensor_digest(named_tensors):
+    """sha256 of (name, tensor) pairs: names and contiguous CPU bytes, in the order given."""
+    digest = hashlib.sha256()
+    for name, tensor in named_tensors:
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def dump_rank_state(net, sampler, epoch, rank, world_size, result_dir):
+    """Debug hook (SPEAKERNET_RANK_DUMP=1): each rank records in result/rank<RANK>.json, per epoch,
+    the groups of its sampler shard (train-list line indices, 0-based), its step count, and sha256
+    digests of its parameters and of its whole state_dict (tensor_digest), so that sharding and
+    replica agreement can be checked (tests/test_distributed.py)."""
+    path = os.path.join(result_dir, "rank%d.json" % rank)
+    record = {"rank": rank, "world_size": world_size, "epochs": {}}
+    if os.path.isfile(path):
+        with open(path) as handle:
+            record = json.load(handle)
+    batches = sampler.batches()
+    record["epochs"][str(epoch)] = {
+        "steps": len(batches),
+        "groups": [[int(index) for index in group.utterances] for batch in batches for group in batch],
+        "param_sha256": tensor_digest(net.named_parameters()),
+        "state_sha256": tensor_digest(net.state_dict().items()),
+    }
+    with open(path, "w") as handle:
+        json.dump(record, handle)
 
 
 def save_checkpoint(net, optimizer, scheduler, scaler, epoch, model_dir):
@@ -299,9 +394,11 @@ def run_training(net, args, loss_class, nPerSpeaker, device, dist_env):
     log = print if dist_env.is_main else (lambda *a, **k: None)
 
     train_list = TrainList(args.train_list, args.train_path)
+    TestList(args.test_list, args.test_path)  # fail now, not after the first epochs
     loader, sampler = make_train_loader(train_list, args.max_frames, nPerSpeaker, args.max_seg_per_spk,
                                         args.batch_size, args.nDataLoaderThread, args.seed,
-                                        num_replicas=dist_env.world_size, rank=dist_env.rank)
+                                        num_replicas=dist_env.world_size, rank=dist_env.rank,
+                                        augment=make_augmenter(args))
     optimizer = import_by_name("optimizer", args.optimizer, "Optimizer", "--optimizer").Optimizer(
         net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = import_by_name("scheduler", args.scheduler, "Scheduler", "--scheduler").Scheduler(
@@ -319,10 +416,21 @@ def run_training(net, args, loss_class, nPerSpeaker, device, dist_env):
         for name, value in sorted(vars(args).items()):
             scorefile.write("%s %s\n" % (name, value))
         scorefile.flush()
+    sampler.set_epoch(first_epoch)
     log("%d utterances of %d speakers, %d batches of %d x %d per epoch" % (
         len(train_list.files), train_list.num_speakers, len(sampler), args.batch_size, nPerSpeaker))
 
-    last_saved = None
+    if first_epoch > args.max_epoch:
+        log("Nothing to train: %s already holds epoch %d (--max_epoch %d); use another --save_path "
+            "to start again" % (model_dir, first_epoch - 1, args.max_epoch))
+    untrained_eer = None
+    if args.eval_untrained and first_epoch == 1:
+        untrained_eer = evaluate(net, args, progress=dist_env.is_main)[0]
+        log("Untrained model: VEER %2.4f" % untrained_eer)
+        if scorefile:
+            scorefile.write("IT 0, untrained, VEER %2.4f\n" % untrained_eer)
+
+    last_saved, eer = None, None
     for epoch in range(first_epoch, args.max_epoch + 1):
         sampler.set_epoch(epoch)
         lr = current_lr(optimizer)
@@ -334,21 +442,31 @@ def run_training(net, args, loss_class, nPerSpeaker, device, dist_env):
             kept = last_saved or (model_paths(args.save_path) or ["none"])[-1]
             raise InputError("%s; the last good checkpoint is kept (%s); try a lower --lr" % (error, kept))
         scheduler.step()
+        if dist_env.enabled:
+            broadcast_buffers(net)
+        if os.environ.get(RANK_DUMP_ENV):
+            dump_rank_state(net, sampler, epoch, dist_env.rank, dist_env.world_size, result_dir)
 
         if epoch % args.test_interval == 0 or epoch == args.max_epoch:
             log(time.strftime("%Y-%m-%d %H:%M:%S"), epoch, "Evaluating...")
-            eer = evaluate(net, args, progress=dist_env.is_main)[0]
+            eer, scores, labels, _ = evaluate(net, args, progress=dist_env.is_main)
             line = "LR %f, TEER/TAcc %2.2f, TLOSS %f, VEER %2.4f" % (lr, metric, loss, eer)
             if dist_env.is_main:
+                log("MinDCF %.4f (p_target 0.05), %.4f (p_target 0.01)" % (minDCF(scores, labels, 0.05),
+                                                                           minDCF(scores, labels, 0.01)))
                 last_saved = save_checkpoint(net, optimizer, scheduler, scaler, epoch, model_dir)
                 with open(os.path.join(model_dir, "model%09d.eer" % epoch), "w") as eerfile:
                     eerfile.write("%.4f" % eer)
+                write_reports(scores, labels, result_dir, "model%09d" % epoch)
         else:
             line = "LR %f, TEER/TAcc %2.2f, TLOSS %f" % (lr, metric, loss)
         log(time.strftime("%Y-%m-%d %H:%M:%S"), line)
         if scorefile:
             scorefile.write("IT %d, %s\n" % (epoch, line))
             scorefile.flush()
+    if eer is not None:
+        log("Final test EER %2.4f%%" % eer + ("" if untrained_eer is None else
+                                               " (untrained model: %2.4f%%)" % untrained_eer))
     if scorefile:
         scorefile.close()
 
@@ -358,6 +476,14 @@ def run_training(net, args, loss_class, nPerSpeaker, device, dist_env):
 def main(argv=None):
     try:
         args = parse_args(argv)
+        modes = [flag for flag, chosen in (("--eval", args.eval), ("--extract", args.extract),
+                                           ("--export", args.export), ("--average_last", args.average_last))
+                 if chosen]
+        if len(modes) > 1:
+            raise InputError("%s are separate modes: give one of them" % " and ".join(modes))
+        if args.average_last:
+            run_average(model_paths(args.save_path), args.average_last, args.save_path)
+            return 0
         dist_env = Distributed(args.distributed, args.device)
         try:
             device = resolve_device(args.device, dist_env.local_rank)
@@ -371,8 +497,19 @@ def main(argv=None):
                                  scale=args.scale, hard_rank=args.hard_rank, hard_prob=args.hard_prob).to(device)
             except ValueError as error:  # e.g. an unknown --encoder_type
                 raise InputError(str(error))
+            if not args.export:  # channels_last on CPU: faster oneDNN convolutions (see benchmark.py)
+                net = net.to(memory_format=preferred_memory_format(device))
+            if args.mixedprec and device.type == "cpu" and not cpu_has_native_bf16() and dist_env.is_main:
+                print("WARNING: --mixedprec on CPU runs bf16 autocast, but this CPU has no native bf16 "
+                      "(oneDNN needs AVX-512 or AMX): bf16 is emulated and a train step is several times "
+                      "slower than fp32 (python benchmark.py measures it); consider leaving --mixedprec off",
+                      file=sys.stderr)
             if args.eval:
                 run_eval(net, args)
+            elif args.extract:
+                run_extract(net, args)
+            elif args.export:
+                run_export(net, args)
             else:
                 run_training(net, args, loss_class, nPerSpeaker, device, dist_env)
         finally:

@@ -1,0 +1,116 @@
+"""Figures of an evaluation: a DET curve (normal-deviate axes, EER and minDCF marked) and a
+histogram of target vs non-target scores, written as PNGs with matplotlib's Agg canvas (no display,
+no pyplot state shared between evaluations)."""
+
+import os
+
+import numpy
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from scipy.special import ndtri
+
+from tuneThreshold import ComputeErrorRates, tuneThresholdfromScore
+
+P_TARGETS = (0.05, 0.01)
+# Rates (fractions) labelled on the DET axes; the axes span the first to 0.4, or to the last when
+# a marked point lies beyond 0.4.
+DET_TICKS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99)
+
+
+def probit(rate):
+    """The normal deviate of a rate: DET axes are linear in it, so Gaussian score distributions
+    give straight lines."""
+    return ndtri(rate)
+
+
+def has_both_classes(labels):
+    return len(set(int(label) for label in labels)) == 2
+
+
+def operating_points(scores, labels):
+    """EER (fraction) and, per p_target, (minDCF, false-acceptance, false-rejection rate there).
+
+    The EER is the trainer's (tuneThresholdfromScore); minDCF is tuneThreshold.minDCF's."""
+    scores, labels = numpy.asarray(scores, dtype=numpy.float64), numpy.asarray(labels, dtype=numpy.int64)
+    eer = tuneThresholdfromScore(scores, labels, [1, 0.1])[1] / 100
+    fnrs, fprs, _ = ComputeErrorRates(scores, labels)
+    dcf_points = {}
+    for p_target in P_TARGETS:
+        dcf = p_target * fnrs + (1 - p_target) * fprs
+        best = int(numpy.argmin(dcf))
+        dcf_points[p_target] = (dcf[best] / min(p_target, 1 - p_target), fprs[best], fnrs[best])
+    return eer, fnrs, fprs, dcf_points
+
+
+def det_figure(scores, labels, title="DET"):
+    """The DET curve as a matplotlib Figure: false acceptance (x) against false rejection (y)."""
+    eer, fnrs, fprs, dcf_points = operating_points(scores, labels)
+    marked = [eer] + [rate for _, fpr, fnr in dcf_points.values() for rate in (fpr, fnr)]
+    lowest, highest = DET_TICKS[0], (0.4 if max(marked) <= 0.4 else DET_TICKS[-1])
+
+    def position(rate):
+        """Rates off the axes (0 and 1 have no normal deviate) are drawn on their edge."""
+        return probit(numpy.clip(rate, lowest, highest))
+
+    figure = Figure(figsize=(6, 6))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.plot(position(fprs), position(fnrs), color="tab:blue", label="DET")
+    # The EER point is where the curve meets the diagonal.
+    axes.plot(position([lowest, highest]), position([lowest, highest]), color="0.7", linestyle=":", linewidth=1)
+    axes.plot([position(eer)], [position(eer)], "o", color="tab:red", clip_on=False, label="EER %.2f%%" % (100 * eer))
+    for (p_target, (value, fpr, fnr)), marker, colour in zip(dcf_points.items(), "s^", ("tab:green", "tab:purple")):
+        axes.plot([position(fpr)], [position(fnr)], marker, color=colour, clip_on=False,
+                  label="minDCF(p_target %g) %.4f" % (p_target, value))
+
+    ticks = [tick for tick in DET_TICKS if tick <= highest]
+    for set_ticks, set_labels, set_limits in ((axes.set_xticks, axes.set_xticklabels, axes.set_xlim),
+                                              (axes.set_yticks, axes.set_yticklabels, axes.set_ylim)):
+        set_ticks(probit(ticks))
+        set_labels(["%g" % (100 * tick) for tick in ticks])
+        set_limits(probit(lowest), probit(highest))
+    axes.set_xlabel("False acceptance rate (%)")
+    axes.set_ylabel("False rejection rate (%)")
+    axes.set_title(title)
+    axes.grid(True, color="0.9")
+    axes.legend(loc="best")
+    figure.tight_layout()
+    return figure
+
+
+def histogram_figure(scores, labels, title="Scores"):
+    """Target and non-target score histograms on shared bins, with the EER threshold."""
+    scores, labels = numpy.asarray(scores, dtype=numpy.float64), numpy.asarray(labels, dtype=numpy.int64)
+    fnrs, fprs, thresholds = ComputeErrorRates(scores, labels)
+    crossing = int(numpy.argmin(numpy.abs(fnrs - fprs)))
+    threshold = thresholds[min(crossing, len(thresholds) - 1)]
+    figure = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    bins = numpy.histogram_bin_edges(scores, bins=min(60, max(10, len(scores) // 20)))
+    axes.hist(scores[labels == 1], bins=bins, alpha=0.6, color="tab:blue",
+              label="target (%d)" % int(numpy.sum(labels == 1)))
+    axes.hist(scores[labels == 0], bins=bins, alpha=0.6, color="tab:orange",
+              label="non-target (%d)" % int(numpy.sum(labels == 0)))
+    axes.axvline(threshold, color="tab:red", linestyle="--", label="EER threshold %.4g" % threshold)
+    axes.set_xlabel("Score")
+    axes.set_ylabel("Trials")
+    axes.set_title(title)
+    axes.legend()
+    figure.tight_layout()
+    return figure
+
+
+def write_reports(scores, labels, result_dir, name):
+    """`result_dir/<name>_det.png` and `<name>_hist.png`; returns their paths (none without both
+    target and non-target trials, where neither figure means anything)."""
+    if not has_both_classes(labels):
+        print("No DET plot or histogram for %s: the trials need both target and non-target labels" % name)
+        return []
+    os.makedirs(result_dir, exist_ok=True)
+    paths = []
+    for suffix, make in (("det", det_figure), ("hist", histogram_figure)):
+        path = os.path.join(result_dir, "%s_%s.png" % (name, suffix))
+        make(scores, labels, title="%s (%d trials)" % (name, len(scores))).savefig(path, dpi=100)
+        paths.append(path)
+    return paths
