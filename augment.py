@@ -78,8 +78,8 @@ class Augmenter:
             raise InputError("--rir_path %s: no .wav room impulse responses in it; fetch them with '%s' and "
                              "pass --rir_path DIR/RIRS_NOISES/simulated_rirs" % (rir_path, DATAPREP_HINT))
         # Fail before training starts on a wrong corpus; every later read is checked again.
-        firsts = [(files[0], "--musan_path") for files in self.noise_files.values()] + [(self.rir_files[0], "--rir_path")]
-        for path, flag in firsts:
+        firsts = [(files[0], "--musan_path") for files in self.noise_files.values()]
+        for path, flag in firsts + [(self.rir_files[0], "--rir_path")]:
             with open_audio(path, flag):
                 pass
 

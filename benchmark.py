@@ -59,8 +59,9 @@ TARGETS = {  # utterances/s at batch 64 x 200 frames on the issue's 2-core CPU
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+        pass
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=Formatter)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--batch_size", type=int, default=64,
                         help="utterances per train step (batch_size/2 speakers x 2 utterances)")
@@ -72,7 +73,7 @@ def build_parser():
                         help="a demo set (the folder holding train_list.txt, or its parent); "
                              "default: generate one into a temporary folder with demoset.make_demo_set")
     parser.add_argument("--output", default=None, help="also append the JSON lines to this file")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads; none: torch's default")
     parser.add_argument("--memory_format", default="auto", choices=["auto", "channels_last", "contiguous"],
                         help="layout of the conv weights; auto = what trainSpeakerNet.py uses on this device")
     parser.add_argument("--eval_model", default="ResNetSE34L", help="model of the evaluation measurement")
