@@ -15,7 +15,6 @@ import torch
 
 import trainSpeakerNet
 from augment import CHOICES, Augmenter, energy_db
-from benchmark_augment import measure_costs
 from DatasetLoader import InputError, TrainList, crop_samples, make_train_loader
 from demoset import make_demo_set
 
@@ -186,13 +185,6 @@ def test_augmentation_does_not_move_the_crops(train_list, corpora):
 
     clean = all_batches(train_list, CleanOnly(*corpora), 0, seed=3)
     assert all(torch.equal(a, b) for a, b in zip(plain, clean))
-
-
-def test_augmentation_costs_the_training_loop_less_than_10_percent(train_list, corpora):
-    """Worst case: the extra loading time per crop runs on the same cores as the training step
-    (a default ResNetSE34L step on default 2 s crops)."""
-    costs = measure_costs(train_list, Augmenter(*corpora), 200, crops=16, batch=1, repeats=2)
-    assert costs["overhead"] < 0.10, costs
 
 
 # -- through trainSpeakerNet ------------------------------------------------------------------
