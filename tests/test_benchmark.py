@@ -18,7 +18,7 @@ def one_thread():
 
 
 def test_quick_benchmark_emits_every_measurement(tmp_path, capsys):
-    demo = make_demo_set(str(tmp_path), n_train_speakers=8, n_test_speakers=3, utts_per_speaker=4,
+    make_demo_set(str(tmp_path), n_train_speakers=8, n_test_speakers=3, utts_per_speaker=4,
                          utts_per_test_speaker=3, utts_per_clip=2, min_duration=2.1, max_duration=2.5, workers=1,
                          verbose=False)
     output = tmp_path / "bench.jsonl"
