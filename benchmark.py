@@ -667,12 +667,13 @@ def main(argv=None):
             loader_rates[workers] = record["utt_per_s"]
 
     if "eval" not in skip:
-        test_list = demo.test_list
-        if args.quick:
-            test_list = os.path.join(tempfile.mkdtemp(prefix="benchmark_quick_"), "test_list.txt")
-            with open(demo.test_list) as source, open(test_list, "w") as target:
-                target.writelines(source.readlines()[:100])
-        measure_eval(demo, test_list, device, memory_format, args, report, clock)
+        with tempfile.TemporaryDirectory(prefix="benchmark_quick_") as quick_dir:
+            test_list = demo.test_list
+            if args.quick:
+                test_list = os.path.join(quick_dir, "test_list.txt")
+                with open(demo.test_list) as source, open(test_list, "w") as target:
+                    target.writelines(source.readlines()[:100])
+            measure_eval(demo, test_list, device, memory_format, args, report, clock)
     speedup = next((r["speedup"] for r in report.lines if r["measurement"] == "eval_speedup"), None)
 
     targets = {}
