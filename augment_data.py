@@ -19,7 +19,7 @@ from pathlib import Path
 import soundfile
 from tqdm import tqdm
 
-from dataprep import (STATE_DIR, DataprepError, _check_free_space, _merge_move, extract_zip, file_md5, note,
+from dataprep import (STATE_DIR, DataprepError, _check_free_space, _merge_move, extract_zip, fetch_verified,
                       read_fileparts, redact_url)
 
 # voxceleb_trainer's split: 5 s pieces starting every 3 s.
@@ -37,7 +37,7 @@ def prepare_augmentation(save_path, augment_list, downloader, workers):
             print(f"{name}: already extracted, skipping")
             continue
         archive = save_path / name
-        fetch(archive, url, md5, downloader)
+        fetch_verified(archive, url, md5, downloader)
         if name.endswith(".zip"):
             extract_zip(save_path, archive)
         else:
@@ -45,18 +45,6 @@ def prepare_augmentation(save_path, augment_list, downloader, workers):
     split_musan(save_path, workers)
     print(f"augmentation data ready: --musan_path {save_path / 'musan_split'} "
           f"--rir_path {save_path / 'RIRS_NOISES' / 'simulated_rirs'}")
-
-
-def fetch(archive, url, md5, downloader):
-    if archive.exists():
-        actual = file_md5(archive)
-        if actual == md5:
-            print(f"{archive.name}: already downloaded, checksum OK")
-            return
-        note(f"{archive.name}: checksum mismatch (expected {md5}, got {actual}), fetching it again")
-        archive.unlink()
-    downloader.download(url, archive, md5=md5)
-    print(f"{archive.name}: downloaded, checksum OK")
 
 
 def extract_tar(save_path, archive):

@@ -344,15 +344,20 @@ def download_parts(save_path, fileparts, joined_groups, downloader):
         if joined:
             print(f"{name}: already joined into {joined}, skipping")
             continue
-        if dest.exists():
-            actual = file_md5(dest)
-            if actual == md5:
-                print(f"{name}: already downloaded, checksum OK")
-                continue
-            note(f"{name}: checksum mismatch (expected {md5}, got {actual}), fetching it again")
-            dest.unlink()
-        downloader.download(url, dest, md5=md5)
-        print(f"{name}: downloaded, checksum OK")
+        fetch_verified(dest, url, md5, downloader)
+
+
+def fetch_verified(dest, url, md5, downloader):
+    """Download `url` to `dest` unless a file with the right md5 is already there."""
+    if dest.exists():
+        actual = file_md5(dest)
+        if actual == md5:
+            print(f"{dest.name}: already downloaded, checksum OK")
+            return
+        note(f"{dest.name}: checksum mismatch (expected {md5}, got {actual}), fetching it again")
+        dest.unlink()
+    downloader.download(url, dest, md5=md5)
+    print(f"{dest.name}: downloaded, checksum OK")
 
 
 class _JoinedZips:
