@@ -156,3 +156,14 @@ def test_command_line_writes_the_set(tmp_path, monkeypatch, capsys):
 def test_rejects_a_test_set_too_small_for_trials(tmp_path):
     with pytest.raises(ValueError):
         make_demo_set(str(tmp_path), **{**TINY, "utts_per_test_speaker": 1})
+
+
+def test_voices_differ_between_speakers_far_more_than_a_speaker_drifts():
+    from demoset import draw_speaker_voice, perturb_voice
+    voices = [draw_speaker_voice(np.random.default_rng([1, s])) for s in range(200)]
+    drifted = [perturb_voice(voices[0], np.random.default_rng([2, u])) for u in range(200)]
+    for spread_of in (lambda v: np.log(v.f0_hz), lambda v: np.log(v.formant_scale),
+                      lambda v: v.tilt_db_per_octave):
+        between = np.std([spread_of(v) for v in voices])
+        within = np.std([spread_of(v) for v in drifted])
+        assert between > 10 * within

@@ -78,8 +78,8 @@ def read_epoch(save_path):
     return float(fields["TLOSS"]), float(fields["VEER"])
 
 
-def test_one_mixedprec_epoch_is_finite_writes_a_checkpoint_and_lands_in_the_fp32_eer_band(demo, tmp_path, capsys):
-    results = {}
+def test_one_mixedprec_epoch_is_finite_writes_a_checkpoint_and_lands_close_to_the_fp32_weights(demo, tmp_path, capsys):
+    results, states = {}, {}
     for name, extra in (("fp32", []), ("mixedprec", ["--mixedprec"])):
         save_path = tmp_path / name
         flags = FLAGS + ["--train_list", demo.train_list, "--test_list", demo.test_list, "--train_path",
@@ -89,12 +89,18 @@ def test_one_mixedprec_epoch_is_finite_writes_a_checkpoint_and_lands_in_the_fp32
         assert checkpoint.is_file()
         state = torch.load(checkpoint, weights_only=True)
         assert all(t.dtype != torch.bfloat16 and torch.isfinite(t.float()).all() for t in state.values())
+        states[name] = state
         results[name] = read_epoch(save_path)
         stderr = capsys.readouterr().err
         if name == "mixedprec":
             assert ("no native bf16" in stderr) == (not cpu_has_native_bf16())
     for loss, eer in results.values():
         assert math.isfinite(loss) and 0 <= eer <= 100
-    # Same seed, same batches: bf16 rounding only. The band is a few trials of this 48-trial list.
-    assert abs(results["mixedprec"][1] - results["fp32"][1]) <= 12.5
+    # Same seed, same batches: bf16 rounding only, so every conv / linear weight ends within a few
+    # percent of fp32's (3.6% at most, measured). The EER of this 48-trial list after one epoch
+    # is near chance and too noisy to compare.
+    for key, weight in states["fp32"].items():
+        if key.endswith("weight") and weight.dim() > 1:
+            mixed = states["mixedprec"][key]
+            assert (mixed - weight).norm() <= 0.06 * weight.norm(), key
     assert results["mixedprec"][0] == pytest.approx(results["fp32"][0], rel=0.25)
