@@ -1,6 +1,7 @@
 """SpeakerNet: an embedding model (`__S__`) and its training loss (`__L__`), chosen by module name,
 with the original's checkpoint format and verification protocol."""
 
+import contextlib
 import glob
 import importlib
 import os
@@ -29,11 +30,22 @@ def import_by_name(package, name, entry_point, flag):
     raise InputError("unknown %s %r: valid names are %s (%s/<name>.py)" % (flag, name, ", ".join(valid), package))
 
 
+@contextlib.contextmanager
+def atomic_output(path):
+    """A temporary name beside `path` to write to: renamed to `path` when the block ends normally,
+    removed when it raises, so a crash never leaves a truncated file at `path`."""
+    temporary = "%s.tmp%d" % (path, os.getpid())
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
 def atomic_torch_save(obj, path):
-    """Write via a temporary file and rename, so a crash never leaves a truncated file at `path`."""
-    tmp_path = "%s.tmp%d" % (path, os.getpid())
-    torch.save(obj, tmp_path)
-    os.replace(tmp_path, path)
+    with atomic_output(path) as temporary:
+        torch.save(obj, temporary)
 
 
 def preferred_memory_format(device):
@@ -44,18 +56,25 @@ def preferred_memory_format(device):
     return torch.channels_last if torch.device(device).type == "cpu" else torch.contiguous_format
 
 
+def cpu_flags():
+    """The instruction-set flags of /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
 def cpu_has_native_bf16():
     """Whether oneDNN runs bf16 natively on this CPU (AVX-512 with BF16, or AMX). Without it (e.g.
     an AVX2-only CPU) bf16 autocast is emulated and several times slower than fp32."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
-        try:
-            with open("/proc/cpuinfo") as handle:
-                flags = next((line for line in handle if line.startswith("flags")), "").split()
-        except OSError:
-            return False
-        return "avx512_bf16" in flags or "amx_bf16" in flags
+        return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def pairwise_crop_scores(enrol, test, chunk=4096):

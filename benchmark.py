@@ -47,7 +47,7 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, ROOT)
 
 from DatasetLoader import TrainList, loadWAV, make_train_loader  # noqa: E402
-from SpeakerNet import SpeakerNet, cpu_has_native_bf16, preferred_memory_format  # noqa: E402
+from SpeakerNet import SpeakerNet, cpu_flags, cpu_has_native_bf16, preferred_memory_format  # noqa: E402
 from tuneThreshold import tuneThresholdfromScore  # noqa: E402
 
 MAX_FRAMES = 200  # the seed's training crop
@@ -148,17 +148,6 @@ def cpu_share(span):
 # ---------------------------------------------------------------------------------------------
 # Device
 
-def cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def cpu_model_name():
     try:
         with open("/proc/cpuinfo") as handle:
@@ -223,28 +212,24 @@ class PeakMemory:
     def read(self):
         if self.device.type == "cuda":
             return {"peak_cuda_mb": round(torch.cuda.max_memory_allocated(self.device) / 2 ** 20, 1)}
-        status = {}
-        try:
-            with open("/proc/self/status") as handle:
-                for line in handle:
-                    key, _, value = line.partition(":")
-                    if key in ("VmHWM", "VmRSS"):
-                        status[key] = int(value.split()[0]) / 1024
-        except OSError:
+        peak = process_memory_mb("VmHWM")
+        if peak is None:
             import resource
-            status["VmHWM"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        result = {"peak_rss_mb": round(status.get("VmHWM", 0), 1)}
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result = {"peak_rss_mb": round(peak, 1)}
         if not getattr(self, "rss_reset", False):
             result["peak_rss_note"] = "process lifetime peak (clear_refs unavailable)"
         return result
 
 
-def rss_mb():
+def process_memory_mb(key):
+    """A memory line of /proc/self/status (VmRSS, VmHWM, ...) in MB, or None where there is none."""
     try:
         with open("/proc/self/status") as handle:
             for line in handle:
-                if line.startswith("VmRSS:"):
-                    return round(int(line.split()[1]) / 1024, 1)
+                name, _, value = line.partition(":")
+                if name == key:
+                    return round(int(value.split()[0]) / 1024, 1)
     except OSError:
         pass
     return None
@@ -371,7 +356,7 @@ def measure_train_step(model, precision, batch, device, memory_format, peaks, ar
     optimizer = torch.optim.Adam(net.parameters(), lr=0.001)  # optimizer/adam.py
     scaler = torch.amp.GradScaler(device.type, enabled=mixedprec and device.type == "cuda")
     memory = PeakMemory(device)
-    rss_before = rss_mb() if device.type == "cpu" else None
+    rss_before = process_memory_mb("VmRSS") if device.type == "cpu" else None
     memory.reset()
 
     # Warm-up step (oneDNN/cuDNN primitive creation), counting the step's FLOPs.

@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from DatasetLoader import InputError
+from SpeakerNet import atomic_output
 from models.frontend import LinearSpectrogramInstanceNorm, LogMelInstanceNorm
 
 FORMATS = ("onnx", "torchscript")
@@ -156,10 +157,8 @@ def export(net, fmt, path):
         raise InputError("--export %s: use one of %s" % (fmt, ", ".join(FORMATS)))
     net.eval()
     network = EmbeddingNetwork(net)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    temporary = os.path.join(directory, ".%s.tmp%d" % (os.path.basename(path), os.getpid()))
-    try:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_output(path) as temporary:
         (export_onnx if fmt == "onnx" else export_torchscript)(network, temporary)
         check = example_waveform(batch=1, samples=EXAMPLE_SAMPLES + 4321, seed=1)
         with torch.no_grad():
@@ -168,10 +167,6 @@ def export(net, fmt, path):
         if not difference <= CHECK_TOLERANCE:
             raise InputError("%s export of %s differs from PyTorch by %.2g (relative), more than %g: not written"
                              % (fmt, type(net.__S__).__name__, difference, CHECK_TOLERANCE))
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
     return difference
 
 

@@ -5,6 +5,7 @@ import os
 import numpy
 
 from DatasetLoader import InputError, read_list
+from SpeakerNet import atomic_output
 
 
 def read_extract_list(extract_list, root):
@@ -22,12 +23,9 @@ def read_extract_list(extract_list, root):
 
 def save_npz(path, **arrays):
     """numpy.savez via a temporary file, so `path` is never half-written."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    temporary = os.path.join(directory, ".%s.tmp%d" % (os.path.basename(path), os.getpid()))
-    with open(temporary, "wb") as handle:
-        numpy.savez(handle, **arrays)
-    os.replace(temporary, path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_output(path) as temporary, open(temporary, "wb") as handle:
+        numpy.savez(handle, **arrays)  # a handle, not a name: savez would append .npz to a name
 
 
 def run_extract(net, args):

@@ -18,6 +18,7 @@ import numpy
 import torch
 
 from DatasetLoader import InputError, check_files_exist, read_list
+from SpeakerNet import atomic_output
 from tuneThreshold import minDCF, tuneThresholdfromScore
 
 METHODS = {"snorm": "S-norm", "asnorm": "AS-norm"}
@@ -107,17 +108,13 @@ def cohort_embeddings(net, args, checkpoint, progress=True):
             return names, torch.from_numpy(cached["embeddings"])
     embeddings = net.embed_files([os.path.join(args.cohort_path, name) for name in names], args.eval_frames,
                                  num_workers=args.nDataLoaderThread, progress=progress)
-    temporary = "%s.tmp%d" % (cache, os.getpid())
     try:
-        with open(temporary, "wb") as handle:
+        with atomic_output(cache) as temporary, open(temporary, "wb") as handle:
             numpy.savez(handle, embeddings=embeddings.numpy(), files=numpy.array(names))
-        os.replace(temporary, cache)
         print("Cohort embeddings cached in %s" % cache)
     except OSError as error:
         # A read-only model folder only costs recomputing the cohort next time.
         print("WARNING: cannot cache the cohort embeddings beside %s (%s)" % (checkpoint, error.strerror))
-        if os.path.exists(temporary):
-            os.remove(temporary)
     return names, embeddings
 
 

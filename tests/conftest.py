@@ -2,6 +2,7 @@ import os
 import sys
 
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -22,3 +23,14 @@ def original():
         def file(name):
             return os.path.join(ORIGINAL, name)
     return Paths
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread for tests of small train steps: on a shared CPU, two OpenMP threads that
+    spin-wait for each other make them many times slower (see runtime_env.py); results do not
+    depend on it. Modules opt in with pytestmark = pytest.mark.usefixtures("one_torch_thread")."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

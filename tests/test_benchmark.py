@@ -9,12 +9,7 @@ import benchmark
 from demoset import make_demo_set
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_quick_benchmark_emits_every_measurement(tmp_path, capsys):

@@ -28,14 +28,8 @@ FLAGS = ["--model", "ResNetSE34L", "--trainfunc", "angleproto", "--nOut", "32", 
          "--nDataLoaderThread", "0", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread here too (the ranks get OMP_NUM_THREADS=1): on a shared CPU two OpenMP
-    threads that spin-wait for each other make these small steps many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# One intra-op thread here too; the ranks get OMP_NUM_THREADS=1.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -23,14 +23,7 @@ def demo(tmp_path_factory):
                          max_duration=1.5, workers=1, verbose=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared CPU, two OpenMP threads that spin-wait for each other make
-    these small steps many times slower (see runtime_env.py); results do not depend on it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def waveform(batch=3, frames=50, seed=0):
