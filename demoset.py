@@ -115,7 +115,6 @@ class Channel:
     """One recording condition, shared by the utterances of a clip."""
     b: np.ndarray
     a: np.ndarray
-    noise_slope: float  # noise power ~ 1 / f**noise_slope (0 white, 1 pink, 2 brown)
 
 
 @dataclass(frozen=True)
@@ -141,9 +140,9 @@ def draw_speaker_voice(rng):
         f0_range_st=rng.uniform(1.0, 3.5),
         declination_st=rng.uniform(0.0, 2.0),
         accent_rate=rng.uniform(0.2, 0.7),
-        formant_scale=0.75 + 0.5 * size + rng.normal(0.0, 0.12),
+        formant_scale=0.75 + 0.5 * size + rng.normal(0.0, 0.15),
         # A personal vowel space: offsets common to all phones plus per-phone ones.
-        formant_offsets=(rng.normal(0.0, 0.175, size=(1, N_FORMANTS))
+        formant_offsets=(rng.normal(0.0, 0.25, size=(1, N_FORMANTS))
                          + rng.normal(0.0, 0.075, size=(len(VOICED_PHONES), N_FORMANTS))),
         bandwidth_scale=float(np.exp(rng.uniform(np.log(0.6), np.log(1.8)))),
         tilt_db_per_octave=rng.uniform(-8.0, 6.0),
@@ -175,7 +174,7 @@ def draw_channel(rng):
     peak = peaking_eq(rng.uniform(300.0, 4000.0), rng.uniform(-1.5, 1.5), rng.uniform(0.7, 2.0))
     b = np.polymul(np.polymul(high_pass[0], low_pass[0]), peak[0])
     a = np.polymul(np.polymul(high_pass[1], low_pass[1]), peak[1])
-    return Channel(b=b, a=a, noise_slope=rng.uniform(0.0, 2.0))
+    return Channel(b=b, a=a)
 
 
 def peaking_eq(freq_hz, gain_db, q):
@@ -377,7 +376,10 @@ def record(rng, speech, channel, snr_range_db):
     speech = signal.lfilter(channel.b, channel.a, speech)
     speech_power = np.mean(speech ** 2)
     snr_db = rng.uniform(*snr_range_db)
-    noise = coloured_noise(rng, channel.noise_slope, len(speech))
+    # Background noise changes from utterance to utterance, even within a clip. Its colour
+    # (power ~ 1 / f**slope: 0 white, 1 pink, 2 brown) is drawn here rather than per clip:
+    # shared by all of a training speaker's utterances, it would be a shortcut to identity.
+    noise = coloured_noise(rng, rng.uniform(0.0, 2.0), len(speech))
     noisy = speech + noise * np.sqrt(speech_power * 10.0 ** (-snr_db / 10.0))
     level_db = -26.0 + rng.uniform(-6.0, 6.0)
     noisy *= 10.0 ** (level_db / 20.0) / np.sqrt(np.mean(noisy ** 2))
@@ -453,12 +455,12 @@ def build_trials(files_by_speaker, rng):
     return [trials[i] for i in rng.permutation(len(trials))]
 
 
-def make_demo_set(save_path, n_train_speakers=240, n_test_speakers=40, utts_per_speaker=4,
+def make_demo_set(save_path, n_train_speakers=480, n_test_speakers=40, utts_per_speaker=2,
                   utts_per_test_speaker=6, utts_per_clip=4, min_duration=2.0, max_duration=4.0,
                   snr_range_db=(35.0, 45.0), seed=1234, workers=None, verbose=True):
     """Write the demo set under ``<save_path>/demo`` and return its paths.
 
-    The defaults (240 x 4 train utterances, 40 x 6 test utterances of 2-4 s,
+    The defaults (480 x 2 train utterances, 40 x 6 test utterances of 2-4 s,
     1200 balanced trials) keep an epoch short enough for CPU training while
     giving the embedding many speakers to generalise to unseen ones.
     Utterances are grouped into clips of ``utts_per_clip`` sharing a channel.
@@ -503,9 +505,9 @@ def write_lines(path, lines):
 def main():
     parser = argparse.ArgumentParser(description="Write a synthetic VoxCeleb-style demo set")
     parser.add_argument("--save_path", default="data", help="the set goes to <save_path>/demo")
-    parser.add_argument("--n_train_speakers", type=int, default=240)
+    parser.add_argument("--n_train_speakers", type=int, default=480)
     parser.add_argument("--n_test_speakers", type=int, default=40)
-    parser.add_argument("--utts_per_speaker", type=int, default=4)
+    parser.add_argument("--utts_per_speaker", type=int, default=2)
     parser.add_argument("--utts_per_test_speaker", type=int, default=6)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")

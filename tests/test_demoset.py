@@ -167,3 +167,21 @@ def test_voices_differ_between_speakers_far_more_than_a_speaker_drifts():
         between = np.std([spread_of(v) for v in voices])
         within = np.std([spread_of(v) for v in drifted])
         assert between > 10 * within
+
+
+def test_background_noise_colour_changes_within_a_clip():
+    # Utterances of a clip share the channel, but a noise colour shared by all of a
+    # speaker's training utterances would let the network identify clips, not voices.
+    from demoset import SAMPLE_RATE, draw_channel, record
+    channel = draw_channel(np.random.default_rng(0))
+    tone = np.sin(2 * np.pi * 1000.0 * np.arange(4 * SAMPLE_RATE) / SAMPLE_RATE)
+    low_to_high_db = []
+    for utterance in range(8):
+        pcm = record(np.random.default_rng([3, utterance]), tone, channel, (20.0, 20.0))
+        spectrum = np.abs(np.fft.rfft(pcm.astype(float))) ** 2
+        freqs = np.fft.rfftfreq(len(pcm), 1.0 / SAMPLE_RATE)
+        low = spectrum[(freqs > 200) & (freqs < 500)].mean()
+        high = spectrum[(freqs > 3000) & (freqs < 5000)].mean()
+        low_to_high_db.append(10 * np.log10(low / high))
+    # Noise slopes from white to brown span over 20 dB between these bands.
+    assert np.ptp(low_to_high_db) > 10.0
