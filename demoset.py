@@ -27,6 +27,7 @@ role, index), so the same arguments give byte-identical files.
 """
 
 import argparse
+import inspect
 import itertools
 import os
 import time
@@ -503,13 +504,12 @@ def write_lines(path, lines):
 
 
 def main():
+    # make_demo_set's signature holds the defaults, so dataprep.py --demo and this agree.
+    defaults = {name: p.default for name, p in inspect.signature(make_demo_set).parameters.items()}
     parser = argparse.ArgumentParser(description="Write a synthetic VoxCeleb-style demo set")
     parser.add_argument("--save_path", default="data", help="the set goes to <save_path>/demo")
-    parser.add_argument("--n_train_speakers", type=int, default=480)
-    parser.add_argument("--n_test_speakers", type=int, default=40)
-    parser.add_argument("--utts_per_speaker", type=int, default=2)
-    parser.add_argument("--utts_per_test_speaker", type=int, default=6)
-    parser.add_argument("--seed", type=int, default=1234)
+    for name in ("n_train_speakers", "n_test_speakers", "utts_per_speaker", "utts_per_test_speaker", "seed"):
+        parser.add_argument("--" + name, type=int, default=defaults[name])
     parser.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
     args = parser.parse_args()
     make_demo_set(args.save_path, n_train_speakers=args.n_train_speakers,

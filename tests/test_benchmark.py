@@ -14,8 +14,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def test_quick_benchmark_emits_every_measurement(tmp_path, capsys):
     make_demo_set(str(tmp_path), n_train_speakers=8, n_test_speakers=3, utts_per_speaker=4,
-                         utts_per_test_speaker=3, utts_per_clip=2, min_duration=2.1, max_duration=2.5, workers=1,
-                         verbose=False)
+                  utts_per_test_speaker=3, utts_per_clip=2, min_duration=2.1, max_duration=2.5, workers=1,
+                  verbose=False)
     output = tmp_path / "bench.jsonl"
     benchmark.main(["--quick", "--demo_path", str(tmp_path), "--models", "ResNetSE34L", "--precisions", "fp32",
                     "--loader_workers", "0,1", "--output", str(output)])
