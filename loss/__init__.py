@@ -1,1 +1,1 @@
-"""Loss functions: each module exposes one `LossFunction(nn.Module)`."""
+"""Loss functions: each plugin `loss/<name>.py` exposes one `LossFunction`, a `loss.base.SpeakerLoss`."""

@@ -1,33 +1,18 @@
-import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from loss.accuracy import top1_accuracy
+from loss.base import MarginSoftmax, xavier_normal_parameter
 
 
-class LossFunction(nn.Module):
+class LossFunction(MarginSoftmax):
     """Additive margin softmax (CosFace): s * (cos(theta_y) - m) for the target class."""
 
-    train_normalize = False
-    test_normalize = True
-    utterances_per_speaker = 1  # one utterance per class label
-
     def __init__(self, nOut=512, nClasses=5994, margin=0.3, scale=15, **kwargs):
-        super().__init__()
-        self.m = margin
-        self.s = scale
+        super().__init__(margin, scale)
         # Stored (nOut, nClasses), i.e. one class per column, as in original checkpoints.
-        self.W = nn.Parameter(torch.empty(nOut, nClasses))
-        nn.init.xavier_normal_(self.W, gain=1)
+        self.W = xavier_normal_parameter(nOut, nClasses)
 
-    def forward(self, x, label):
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            x = x.float()
-            x_n = x / x.norm(p=2, dim=1, keepdim=True).clamp(min=1e-12)
-            W_n = self.W / self.W.norm(p=2, dim=0, keepdim=True).clamp(min=1e-12)
-            cos = x_n @ W_n
-            margin = F.one_hot(label, cos.size(1)).to(cos.dtype) * self.m
-            logits = self.s * (cos - margin)
-            loss = F.cross_entropy(logits, label)
-        # Accuracy is measured on the margin-penalised logits, like the original.
-        return loss, top1_accuracy(logits, label)
+    def cosines(self, x):
+        return F.normalize(x) @ F.normalize(self.W, dim=0)
+
+    def apply_margin(self, cos, onehot):
+        return cos - onehot * self.m

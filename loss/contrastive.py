@@ -1,26 +1,12 @@
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from loss.pair_mining import mined_pair_distances, pair_eer
+from loss.pair_mining import PairLoss
 
 
-class LossFunction(nn.Module):
+class LossFunction(PairLoss):
     """Contrastive loss: pull positive pairs together, push mined negatives beyond
     the margin; metric is pair EER (%)."""
 
-    train_normalize = True
-    test_normalize = True
-    utterances_per_speaker = 2  # anchor and positive
-
-    def __init__(self, margin=0.0, hard_rank=0, hard_prob=0.0, **kwargs):
-        super().__init__()
-        self.margin = margin
-        self.hard_rank = hard_rank
-        self.hard_prob = hard_prob
-
-    def forward(self, x, label=None):
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            pos_dist, neg_dist = mined_pair_distances(x.float(), self.margin, self.hard_rank, self.hard_prob)
-            loss = torch.cat([pos_dist ** 2, F.relu(self.margin - neg_dist) ** 2]).mean()
-        return loss, pair_eer(pos_dist, neg_dist)
+    def pair_loss(self, pos_dist, neg_dist):
+        return torch.cat([pos_dist ** 2, F.relu(self.margin - neg_dist) ** 2]).mean()

@@ -1,10 +1,11 @@
-"""Hard-negative mining and scoring shared by the triplet and contrastive losses."""
+"""Hard-negative mining and scoring shared by the triplet and contrastive losses, and their base class."""
 import random
 
 import numpy
 import torch
 import torch.nn.functional as F
 
+from loss.base import SpeakerLoss
 from tuneThreshold import tuneThresholdfromScore
 
 
@@ -61,3 +62,22 @@ def pair_eer(pos_dist: torch.Tensor, neg_dist: torch.Tensor) -> float:
     scores = -torch.cat([pos_dist, neg_dist]).detach().float().cpu().numpy()
     labels = numpy.array([1] * len(pos_dist) + [0] * len(neg_dist))
     return float(tuneThresholdfromScore(scores, labels, [])[1])
+
+
+class PairLoss(SpeakerLoss, abstract=True):
+    """Shared by triplet and contrastive, which mine the same negatives and report the same
+    pair EER and differ only in how they penalise the two distances (`pair_loss`)."""
+
+    train_normalize = True
+    test_normalize = True
+    utterances_per_speaker = 2  # anchor and positive
+
+    def __init__(self, margin=0.0, hard_rank=0, hard_prob=0.0, **kwargs):
+        super().__init__()
+        self.margin = margin
+        self.hard_rank = hard_rank
+        self.hard_prob = hard_prob
+
+    def forward_fp32(self, x, label):
+        pos_dist, neg_dist = mined_pair_distances(x, self.margin, self.hard_rank, self.hard_prob)
+        return self.pair_loss(pos_dist, neg_dist), pair_eer(pos_dist, neg_dist)

@@ -1,11 +1,9 @@
-import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from loss.accuracy import top1_accuracy
+from loss.base import SpeakerLoss
 
 
-class LossFunction(nn.Module):
+class LossFunction(SpeakerLoss):
     """Plain softmax classification over the training speakers."""
 
     train_normalize = False
@@ -16,9 +14,5 @@ class LossFunction(nn.Module):
         super().__init__()
         self.fc = nn.Linear(nOut, nClasses)
 
-    def forward(self, x, label):
-        # Logits in float32 even inside an autocast region.
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            logits = self.fc(x.float())
-            loss = F.cross_entropy(logits, label)
-        return loss, top1_accuracy(logits, label)
+    def forward_fp32(self, x, label):
+        return self.cross_entropy_top1(self.fc(x), label)

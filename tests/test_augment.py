@@ -14,9 +14,12 @@ import soundfile
 import torch
 
 import trainSpeakerNet
-from augment import CHOICES, Augmenter, energy_db
-from DatasetLoader import InputError, TrainList, crop_samples, make_train_loader
-from demoset import make_demo_set
+from voxtrainer.augment import CHOICES, Augmenter, energy_db
+from voxtrainer.audio import crop_samples
+from voxtrainer.datasets import make_train_loader
+from voxtrainer.errors import InputError
+from voxtrainer.lists import TrainList
+from voxtrainer.data.demo import make_demo_set
 
 RATE = 16000
 MAX_FRAMES = 100

@@ -1,23 +1,21 @@
 """dataprep.py --augment against a local server with tiny MUSAN and RIR archives: the trainer's
 layout, resumable re-runs, checksums, and refusal of archive members outside the folder."""
 
-import functools
 import hashlib
-import http.server
 import io
 import os
 import subprocess
 import sys
 import tarfile
-import threading
 import zipfile
 from pathlib import Path
 
 import numpy
 import pytest
 import soundfile
+from http_server import FakeServer
 
-from augment import Augmenter
+from voxtrainer.augment import Augmenter
 
 DATAPREP = Path(__file__).resolve().parents[1] / "dataprep.py"
 RATE = 16000
@@ -57,44 +55,18 @@ def zip_bytes(members):
     return buffer.getvalue()
 
 
-class Server:
-    """Serves a folder on 127.0.0.1 and records the paths asked for."""
-
-    def __init__(self, folder):
-        requests = self.requests = []
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def log_message(self, *args):
-                requests.append(self.path)
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                                       functools.partial(Handler, directory=str(folder)))
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def url(self, name):
-        return "http://127.0.0.1:%d/%s" % (self._server.server_address[1], name)
-
-    def close(self):
-        self._server.shutdown()
-        self._server.server_close()
-
-
 @pytest.fixture
-def served(tmp_path):
-    """(server, list file) for archives written to tmp_path/www by the test."""
-    www = tmp_path / "www"
-    www.mkdir()
-    server = Server(www)
-    yield server, www
-    server.close()
+def server():
+    """A server for the archives the test publishes; OpenSLR asks for no password."""
+    with FakeServer() as server:
+        yield server
 
 
-def publish(served, tmp_path, archives, md5s=None):
-    server, www = served
+def publish(server, tmp_path, archives, md5s=None):
     lines = []
     for name, data in archives.items():
-        (www / name).write_bytes(data)
-        lines.append("%s %s\n" % (server.url(name), (md5s or {}).get(name, hashlib.md5(data).hexdigest())))
+        server.served["/" + name] = data
+        lines.append("%s %s\n" % (server.url("/" + name), (md5s or {}).get(name, hashlib.md5(data).hexdigest())))
     listfile = tmp_path / "augment.txt"
     listfile.write_text("".join(lines))
     return listfile
@@ -113,8 +85,8 @@ def run_dataprep(save, listfile, *extra):
                           capture_output=True, text=True, timeout=120, cwd=listfile.parent)
 
 
-def test_augment_fetches_extracts_and_cuts_musan_into_5_s_pieces_every_3_s(served, tmp_path):
-    listfile = publish(served, tmp_path, standard_archives())
+def test_augment_fetches_extracts_and_cuts_musan_into_5_s_pieces_every_3_s(server, tmp_path):
+    listfile = publish(server, tmp_path, standard_archives())
     save = tmp_path / "data"
     result = run_dataprep(save, listfile)
     assert result.returncode == 0, result.stderr
@@ -136,9 +108,8 @@ def test_augment_fetches_extracts_and_cuts_musan_into_5_s_pieces_every_3_s(serve
     Augmenter(str(save / "musan_split"), str(save / "RIRS_NOISES" / "simulated_rirs"))
 
 
-def test_a_rerun_fetches_nothing_again(served, tmp_path):
-    server, _ = served
-    listfile = publish(served, tmp_path, standard_archives())
+def test_a_rerun_fetches_nothing_again(server, tmp_path):
+    listfile = publish(server, tmp_path, standard_archives())
     save = tmp_path / "data"
     assert run_dataprep(save, listfile).returncode == 0
     asked = len(server.requests)
@@ -149,8 +120,8 @@ def test_a_rerun_fetches_nothing_again(served, tmp_path):
     assert result.stdout.count("already extracted") == 2 and "splitting 0 of 4" in result.stdout
 
 
-def test_a_wrong_checksum_is_reported_and_nothing_is_extracted(served, tmp_path):
-    listfile = publish(served, tmp_path, standard_archives(), md5s={"rirs_noises.zip": "0" * 32})
+def test_a_wrong_checksum_is_reported_and_nothing_is_extracted(server, tmp_path):
+    listfile = publish(server, tmp_path, standard_archives(), md5s={"rirs_noises.zip": "0" * 32})
     save = tmp_path / "data"
     result = run_dataprep(save, listfile)
     assert result.returncode != 0 and "Traceback" not in result.stderr
@@ -159,10 +130,10 @@ def test_a_wrong_checksum_is_reported_and_nothing_is_extracted(served, tmp_path)
 
 
 @pytest.mark.parametrize("member, link", [("../escaped.wav", None), ("musan/noise/a/link.wav", "../../../../x")])
-def test_a_tar_member_outside_the_folder_is_refused(served, tmp_path, member, link):
+def test_a_tar_member_outside_the_folder_is_refused(server, tmp_path, member, link):
     archives = standard_archives()
     archives["musan.tar.gz"] = tar_gz({"musan/noise/a/ok.wav": wav_bytes(1), member: b"evil"}, links={member: link})
-    listfile = publish(served, tmp_path, archives)
+    listfile = publish(server, tmp_path, archives)
     save = tmp_path / "data"
     result = run_dataprep(save, listfile)
     assert result.returncode != 0 and "Traceback" not in result.stderr
@@ -171,10 +142,10 @@ def test_a_tar_member_outside_the_folder_is_refused(served, tmp_path, member, li
     assert not (tmp_path / "escaped.wav").exists() and not (save / "musan").exists()
 
 
-def test_absolute_tar_members_stay_inside_the_folder(served, tmp_path):
+def test_absolute_tar_members_stay_inside_the_folder(server, tmp_path):
     outside = tmp_path / "outside.wav"
     archives = standard_archives()
     archives["musan.tar.gz"] = tar_gz({"musan/noise/a/ok.wav": wav_bytes(1), str(outside): b"evil"})
     save = tmp_path / "data"
-    assert run_dataprep(save, publish(served, tmp_path, archives)).returncode == 0
+    assert run_dataprep(save, publish(server, tmp_path, archives)).returncode == 0
     assert not outside.exists() and (save / str(outside).lstrip("/")).is_file()

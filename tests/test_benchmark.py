@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import benchmark
-from demoset import make_demo_set
+from voxtrainer.data.demo import make_demo_set
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -1,23 +1,21 @@
 """dataprep.py against a local fake VoxCeleb server.
 
-A standard-library HTTP server (basic auth, Range requests, injectable faults)
+A standard-library HTTP server (tests/http_server.py: basic auth, Range requests, injectable faults)
 serves tiny "VoxCeleb" zips of real wav files and of real m4a files made by
 ffmpeg, split into parts like the real ones. dataprep.py runs as a subprocess,
 exactly as a user would run it.
 """
 
-import base64
 import hashlib
-import http.server
 import importlib.util
 import io
 import os
+import pkgutil
 import shutil
 import signal
 import stat
 import subprocess
 import sys
-import threading
 import time
 import types
 import zipfile
@@ -26,9 +24,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from http_server import FakeServer
 
 REPO = Path(__file__).resolve().parents[1]
 DATAPREP = REPO / "dataprep.py"
+DATA_PACKAGE = REPO / "voxtrainer" / "data"
 USER, PASSWORD = "alice", "pw-Zq81-not-in-logs"
 RATE = 16000
 FFMPEG = shutil.which("ffmpeg")
@@ -151,105 +151,17 @@ def vox1_and_vox2(tmp_path_factory):
 # The server
 
 
-class FakeVoxCelebServer:
-    """Basic auth, `Range: bytes=N-`, and faults: drop a connection half-way,
-    serve corrupted bytes once, redirect."""
-
-    def __init__(self, dataset):
-        self.served = dict(dataset.served)
-        self.served["/meta/train_list.txt"] = TRAIN_LIST.encode()
-        self.served["/meta/veri_test.txt"] = TEST_LIST.encode()
-        self.requests = []          # (path, Range header, Authorization header)
-        self.drop_after = {}        # path -> bytes to send before hanging up (once)
-        self.corrupt_once = set()
-        self.fail_once = {}         # path -> HTTP status to answer once
-        self.redirects = {}         # path -> absolute URL
-        self.expected_auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def part_requests(self, name):
-        return [request for request in self.requests if request[0].endswith("/" + name)]
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()
-
-    def _handler_class(self):
-        fake = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                path = self.path
-                fake.requests.append((path, self.headers.get("Range"), self.headers.get("Authorization")))
-                if path in fake.redirects:
-                    return self._reply(302, b"", {"Location": fake.redirects[path]})
-                if not path.startswith("/meta/") and self.headers.get("Authorization") != fake.expected_auth:
-                    return self._reply(401, b"login required", {"WWW-Authenticate": 'Basic realm="vox"'})
-                if path in fake.fail_once:
-                    return self._reply(fake.fail_once.pop(path), b"try again later")
-                if path not in fake.served:
-                    return self._reply(404, b"not found")
-                data = fake.served[path]
-                if path in fake.corrupt_once:
-                    fake.corrupt_once.discard(path)
-                    data = data[:10] + bytes(b ^ 0xFF for b in data[10:20]) + data[20:]
-                start = self._range_start()
-                if start is not None and start >= len(data):
-                    return self._reply(416, b"", {"Content-Range": f"bytes */{len(data)}"})
-                status, headers = 200, {}
-                if start is not None:
-                    status, headers = 206, {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"}
-                    data = data[start:]
-                if path in fake.drop_after:
-                    return self._hang_up_after(fake.drop_after.pop(path), status, data, headers)
-                self._reply(status, data, headers)
-
-            def _range_start(self):
-                header = self.headers.get("Range")
-                if header and header.startswith("bytes=") and header.endswith("-"):
-                    return int(header[len("bytes="):-1])
-                return None
-
-            def _reply(self, status, body, headers=None):
-                self.send_response(status)
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def _hang_up_after(self, n_bytes, status, data, headers):
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data[:n_bytes])
-                self.wfile.flush()
-                self.close_connection = True
-
-        return Handler
+def fake_voxceleb_server(dataset):
+    """The dataset's parts behind basic auth; the meta lists, like the real ones, without."""
+    served = dict(dataset.served)
+    served["/meta/train_list.txt"] = TRAIN_LIST.encode()
+    served["/meta/veri_test.txt"] = TEST_LIST.encode()
+    return FakeServer(served, credentials=(USER, PASSWORD), public_prefix="/meta/")
 
 
 @pytest.fixture
 def vox1_server(vox1_only):
-    with FakeVoxCelebServer(vox1_only) as server:
+    with fake_voxceleb_server(vox1_only) as server:
         yield server
 
 
@@ -308,7 +220,7 @@ def snr_db(reference, decoded):
 def test_download_extract_convert_builds_voxceleb_layout(tmp_path, vox1_and_vox2):
     dataset = vox1_and_vox2
     save = tmp_path / "voxceleb"
-    with FakeVoxCelebServer(dataset) as server:
+    with fake_voxceleb_server(dataset) as server:
         flags = write_lists(tmp_path, server, dataset)
         command = ["--save_path", save, "--download", "--extract", "--convert", *flags, "--workers", "2"]
         # From another folder: the default lists and paths must not depend on the cwd.
@@ -667,9 +579,9 @@ def load_dataprep():
     return module
 
 
-def test_demo_hands_over_to_demoset_and_does_nothing_else(tmp_path, monkeypatch):
+def test_demo_hands_over_to_the_demo_module_and_does_nothing_else(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setitem(sys.modules, "demoset", types.SimpleNamespace(make_demo_set=calls.append))
+    monkeypatch.setitem(sys.modules, "voxtrainer.data.demo", types.SimpleNamespace(make_demo_set=calls.append))
     assert load_dataprep().main(["--demo", "--save_path", str(tmp_path / "demo_root"), "--download"]) == 0
     assert calls == [tmp_path / "demo_root"]
     assert not (tmp_path / "demo_root").exists()
@@ -682,4 +594,14 @@ def test_no_step_is_a_usage_error(tmp_path):
 
 
 def test_no_shell_anywhere():
-    assert "shell=True" not in DATAPREP.read_text()
+    for path in [DATAPREP, *sorted(DATA_PACKAGE.glob("*.py"))]:
+        assert "shell=True" not in path.read_text(), path
+
+
+def test_the_data_package_imports_without_torch():
+    modules = ["voxtrainer.data"] + ["voxtrainer.data." + module.name
+                                     for module in pkgutil.iter_modules([str(DATA_PACKAGE)])]
+    assert "voxtrainer.data.download" in modules and "voxtrainer.data.demo" in modules
+    code = "import %s; import sys; assert 'torch' not in sys.modules, 'torch imported'" % ", ".join(modules)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr

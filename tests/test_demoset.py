@@ -1,4 +1,4 @@
-"""Specification of the synthetic VoxCeleb-style demo set (demoset.py)."""
+"""Specification of the synthetic VoxCeleb-style demo set (voxtrainer/data/demo.py)."""
 
 import filecmp
 import os
@@ -11,7 +11,7 @@ import soundfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from demoset import make_demo_set  # noqa: E402
+from voxtrainer.data.demo import make_demo_set  # noqa: E402
 
 TINY = dict(n_train_speakers=3, n_test_speakers=3, utts_per_speaker=3, utts_per_test_speaker=3,
             utts_per_clip=2, min_duration=1.0, max_duration=1.5, workers=1, verbose=False)
@@ -143,11 +143,11 @@ def test_utterances_of_one_speaker_differ(demo):
 
 
 def test_command_line_writes_the_set(tmp_path, monkeypatch, capsys):
-    import demoset
-    monkeypatch.setattr(sys, "argv", ["demoset.py", "--save_path", str(tmp_path), "--n_train_speakers", "2",
+    from voxtrainer.data import demo as demo_module
+    monkeypatch.setattr(sys, "argv", ["demo.py", "--save_path", str(tmp_path), "--n_train_speakers", "2",
                                       "--n_test_speakers", "2", "--utts_per_speaker", "2",
                                       "--utts_per_test_speaker", "2", "--workers", "1"])
-    demoset.main()
+    demo_module.main()
     assert os.path.isfile(tmp_path / "demo" / "train_list.txt")
     assert os.path.isfile(tmp_path / "demo" / "test_list.txt")
     assert "demo set" in capsys.readouterr().out
@@ -159,7 +159,7 @@ def test_rejects_a_test_set_too_small_for_trials(tmp_path):
 
 
 def test_voices_differ_between_speakers_far_more_than_a_speaker_drifts():
-    from demoset import draw_speaker_voice, perturb_voice
+    from voxtrainer.data.demo import draw_speaker_voice, perturb_voice
     voices = [draw_speaker_voice(np.random.default_rng([1, s])) for s in range(200)]
     drifted = [perturb_voice(voices[0], np.random.default_rng([2, u])) for u in range(200)]
     for spread_of in (lambda v: np.log(v.f0_hz), lambda v: np.log(v.formant_scale),
@@ -172,7 +172,7 @@ def test_voices_differ_between_speakers_far_more_than_a_speaker_drifts():
 def test_background_noise_colour_changes_within_a_clip():
     # Utterances of a clip share the channel, but a noise colour shared by all of a
     # speaker's training utterances would let the network identify clips, not voices.
-    from demoset import SAMPLE_RATE, draw_channel, record
+    from voxtrainer.data.demo import SAMPLE_RATE, draw_channel, record
     channel = draw_channel(np.random.default_rng(0))
     tone = np.sin(2 * np.pi * 1000.0 * np.arange(4 * SAMPLE_RATE) / SAMPLE_RATE)
     low_to_high_db = []

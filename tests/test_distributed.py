@@ -4,7 +4,7 @@ Checked: the ranks train on disjoint groups and the same number of steps, their 
 buffers are identical after the epoch, only rank 0 writes (one checkpoint, original key format,
 one scores.txt), and the distributed evaluation's EER equals a single-process --eval of that
 checkpoint. The ranks report what they trained on through the SPEAKERNET_RANK_DUMP debug hook
-(trainSpeakerNet.dump_rank_state)."""
+(voxtrainer.distributed.dump_rank_state)."""
 
 import json
 import os
@@ -19,8 +19,9 @@ import torch.multiprocessing as mp
 
 import trainSpeakerNet
 from conftest import ROOT
-from demoset import make_demo_set
 from SpeakerNet import SpeakerNet
+from voxtrainer.distributed import tensor_digest
+from voxtrainer.data.demo import make_demo_set
 
 WORLD = 2
 FLAGS = ["--model", "ResNetSE34L", "--trainfunc", "angleproto", "--nOut", "32", "--max_frames", "50",
@@ -94,7 +95,7 @@ def test_only_rank_0_writes_one_checkpoint_in_the_original_format(ddp_run):
     assert list(state) == list(reference)  # no "module." prefix, the original key order
     assert all(tensor.is_contiguous() for tensor in state.values())
     # The checkpoint is exactly the state both ranks hold.
-    assert trainSpeakerNet.tensor_digest(state.items()) == epochs[0]["state_sha256"]
+    assert tensor_digest(state.items()) == epochs[0]["state_sha256"]
     scores = open(save_path / "result" / "scores.txt").read()
     assert scores.count("IT 1,") == 1 and scores.count("model ResNetSE34L") == 1
     assert result.stdout.count("Evaluating...") == 1  # rank 0 logs, rank 1 is silent

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from conftest import ROOT
-from DatasetLoader import InputError
-from SpeakerNet import SpeakerNet, pairwise_crop_scores
+from voxtrainer.errors import InputError
+from SpeakerNet import SpeakerNet
+from voxtrainer.scoring import trial_scores
 from tuneThreshold import minDCF, tuneThresholdfromScore
 
 
@@ -40,7 +41,7 @@ def test_trial_scores_are_minus_the_mean_crop_pair_distance_with_pairwise_distan
     enrol, test = torch.randn(5, 3, 8), torch.randn(5, 3, 8)
     expected = [-numpy.mean([[numpy.linalg.norm(e - t + 1e-6) for t in tt] for e in ee])
                 for ee, tt in zip(enrol.double().numpy(), test.double().numpy())]
-    assert numpy.allclose(pairwise_crop_scores(enrol, test, chunk=2).numpy(), expected, atol=1e-6)
+    assert numpy.allclose(trial_scores(enrol, test, block=2).numpy(), expected, atol=1e-6)
 
 
 def test_eer_is_the_max_of_fpr_and_fnr_where_they_cross():

@@ -12,8 +12,8 @@ import torch
 
 import trainSpeakerNet
 from conftest import ORIGINAL
-from DatasetLoader import read_audio
-from export import DFTSpectrogram, EmbeddingNetwork, ExportLinearSpectrogram, ExportLogMel, export
+from voxtrainer.audio import read_audio
+from voxtrainer.export import DFTSpectrogram, EmbeddingNetwork, ExportLinearSpectrogram, ExportLogMel, export
 from models.frontend import LinearSpectrogramInstanceNorm, LogMelInstanceNorm
 from SpeakerNet import SpeakerNet
 

@@ -8,7 +8,8 @@ import pytest
 import soundfile
 import torch
 
-from DatasetLoader import InputError, load_random_crop, loadWAV
+from voxtrainer.audio import load_random_crop, loadWAV
+from voxtrainer.errors import InputError
 
 
 def write_wav(path, samples, samplerate=16000, channels=1):

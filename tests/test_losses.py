@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from loss.accuracy import top1_accuracy
+from loss.base import SpeakerLoss
 from loss.pair_mining import mine_negatives
 from tuneThreshold import tuneThresholdfromScore
 
@@ -245,6 +246,57 @@ def test_losses_run_on_cuda_and_match_cpu(name):
     assert cuda_loss.device.type == "cuda"
     assert cuda_loss.item() == pytest.approx(cpu_loss.item(), rel=1e-4, abs=1e-6)
     assert cuda_metric == pytest.approx(cpu_metric)
+
+
+@pytest.mark.parametrize("name,count", [
+    ("softmax", 1), ("amsoftmax", 1), ("aamsoftmax", 1), ("triplet", 2), ("contrastive", 2),
+    ("ge2e", None), ("proto", None), ("angleproto", None)])
+def test_every_loss_is_a_speaker_loss_with_its_utterances_per_speaker(name, count):
+    cls = importlib.import_module(f"loss.{name}").LossFunction
+    assert issubclass(cls, SpeakerLoss)
+    assert cls.utterances_per_speaker == count
+
+
+@pytest.mark.parametrize("flags", [{}, {"train_normalize": True}, {"test_normalize": False},
+                                   {"train_normalize": 1, "test_normalize": True}])
+def test_a_loss_without_both_normalisation_flags_fails_when_defined(flags):
+    with pytest.raises(TypeError, match="normalize"):
+        type("Forgetful", (SpeakerLoss,), {"forward_fp32": lambda self, x, label: (x.sum(), 0.0), **flags})
+
+
+def test_a_loss_needs_a_forward_and_a_sane_utterance_count_but_a_family_base_may_defer():
+    flags = {"train_normalize": True, "test_normalize": True}
+    with pytest.raises(TypeError, match="forward_fp32"):
+        type("NoForward", (SpeakerLoss,), dict(flags))
+    with pytest.raises(TypeError, match="utterances_per_speaker"):
+        type("NoUtterances", (SpeakerLoss,), {**flags, "utterances_per_speaker": 0,
+                                               "forward_fp32": lambda self, x, label: (x.sum(), 0.0)})
+
+    class Family(SpeakerLoss, abstract=True):
+        pass
+
+    class Member(Family):
+        train_normalize, test_normalize = True, False
+
+        def forward_fp32(self, x, label):
+            return x.sum(), 0.0
+
+    assert Member(nOut=3, unused="ignored")(torch.ones(2, 3), None)[0].item() == 6.0
+
+
+def test_forward_fp32_sees_float32_with_autocast_off():
+    seen = {}
+
+    class Probe(SpeakerLoss):
+        train_normalize, test_normalize = False, False
+
+        def forward_fp32(self, x, label):
+            seen.update(dtype=x.dtype, autocast=torch.is_autocast_enabled("cpu"))
+            return (x @ x.T).sum(), 0.0
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = Probe()(torch.ones(2, 3, dtype=torch.bfloat16), None)
+    assert seen == {"dtype": torch.float32, "autocast": False} and loss.dtype == torch.float32
 
 
 # ---------- softmax ----------

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 import trainSpeakerNet
-from demoset import make_demo_set
-from SpeakerNet import SpeakerNet, cpu_has_native_bf16
+from SpeakerNet import SpeakerNet
+from voxtrainer.runtime import cpu_has_native_bf16
+from voxtrainer.data.demo import make_demo_set
 
 FLAGS = ["--model", "ResNetSE34L", "--trainfunc", "angleproto", "--nOut", "32", "--max_frames", "50",
          "--batch_size", "4", "--nPerSpeaker", "2", "--max_epoch", "1", "--test_interval", "1",
@@ -32,7 +33,7 @@ def waveform(batch=3, frames=50, seed=0):
 
 
 @pytest.mark.parametrize("model, frontend", [("ResNetSE34L", "torchfb"), ("VGGVox", "torchfb"),
-                                             ("ResNetSE34", "spectrogram")])
+                                             ("ResNetSE34", "torchfb")])
 def test_front_end_stays_float32_under_autocast_while_the_trunk_runs_in_bf16(model, frontend):
     torch.manual_seed(0)
     net = SpeakerNet(model=model, trainfunc="angleproto", nOut=32)

@@ -74,3 +74,22 @@ def test_temporal_pooling_definitions():
     assert torch.allclose(model.pool(frames), frames.mean(dim=2))
     model.encoder_type = "MAX"
     assert torch.equal(model.pool(frames), frames.max(dim=2).values)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_calls_its_front_end_torchfb(name):
+    from models.frontend import LinearSpectrogramInstanceNorm, LogMelInstanceNorm
+    model = main_model(name, encoder_type="TAP")
+    assert isinstance(model.torchfb, (LinearSpectrogramInstanceNorm, LogMelInstanceNorm))
+    front_end_keys = {key for key in model.state_dict() if key.startswith("torchfb.")}
+    # ResNetSE34's window is not a checkpoint buffer, so renaming its front end changed no key.
+    expected = set() if name == "ResNetSE34" else {"torchfb.spectrogram.window", "torchfb.mel_scale.fb"}
+    assert front_end_keys == expected
+
+
+def test_both_resnets_are_one_class_differing_in_stem_and_strides():
+    from models.ResNetBlocks import ResNetSE
+    thin, fast = main_model("ResNetSE34"), main_model("ResNetSE34L")
+    assert type(thin) is type(fast) is ResNetSE
+    assert isinstance(thin.maxpool, torch.nn.MaxPool2d) and isinstance(fast.maxpool, torch.nn.Identity)
+    assert (thin.avgpool.kernel_size, fast.avgpool.kernel_size) == ((9, 1), (5, 1))

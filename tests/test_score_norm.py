@@ -8,9 +8,11 @@ import pytest
 import torch
 
 import trainSpeakerNet
-from demoset import make_demo_set
-from score_norm import crop_set_scores, normalise_trials
-from SpeakerNet import SpeakerNet, pairwise_crop_scores
+from voxtrainer.score_norm import normalise_trials
+from voxtrainer.scoring import cross_scores
+from SpeakerNet import SpeakerNet
+from voxtrainer.scoring import trial_scores
+from voxtrainer.data.demo import make_demo_set
 
 
 def trial_score(a, b):
@@ -44,7 +46,7 @@ def tiny():
     index = {name: position for position, name in enumerate(files)}
     enrol = torch.from_numpy(embeddings[[index[a] for a, _ in trials]])
     test = torch.from_numpy(embeddings[[index[b] for _, b in trials]])
-    raw = pairwise_crop_scores(enrol, test).tolist()  # as evaluateFromList scores the trials
+    raw = trial_scores(enrol, test).tolist()  # as evaluate_list scores the trials
     return files, embeddings, cohort, trials, raw
 
 
@@ -67,7 +69,17 @@ def test_asnorm_with_a_top_k_beyond_the_cohort_is_snorm(tiny):
 def test_cohort_scores_are_trial_scores(tiny):
     _, embeddings, cohort, _, _ = tiny
     expected = [[trial_score(e, c) for c in cohort] for e in embeddings]
-    numpy.testing.assert_allclose(crop_set_scores(embeddings, cohort), expected, rtol=1e-5)
+    numpy.testing.assert_allclose(cross_scores(torch.from_numpy(embeddings), torch.from_numpy(cohort)), expected,
+                                  rtol=1e-5)
+
+
+def test_a_cohort_score_is_bit_for_bit_the_raw_trial_score_of_the_same_pair():
+    generator = torch.Generator().manual_seed(0)
+    files, cohort = torch.randn(6, 10, 512, generator=generator), torch.randn(9, 10, 512, generator=generator)
+    cohort_scores = cross_scores(files, cohort)
+    for file_index, cohort_index in ((0, 0), (2, 5), (5, 8)):
+        raw = trial_scores(files[file_index:file_index + 1], cohort[cohort_index:cohort_index + 1])
+        assert cohort_scores[file_index, cohort_index].item() == raw.item()
 
 
 # -- --eval --score_norm ------------------------------------------------------------------------

@@ -12,8 +12,10 @@ import soundfile
 
 import trainSpeakerNet
 from conftest import ROOT
-from DatasetLoader import InputError, SpeakerBatchSampler
-from demoset import make_demo_set
+from voxtrainer.datasets import SpeakerBatchSampler
+from voxtrainer.errors import InputError
+from voxtrainer.plugins import load_plugin
+from voxtrainer.data.demo import make_demo_set
 
 LOSSES = ["softmax", "amsoftmax", "aamsoftmax", "ge2e", "proto", "triplet", "contrastive", "angleproto"]
 
@@ -75,8 +77,7 @@ def test_config_file_with_an_unknown_setting_is_an_error(tmp_path):
     (["--nSpeakers", "5"], "triplet", (5, 2)),
 ])
 def test_nSpeakers_is_the_class_count_or_the_utterances_per_speaker(flags, trainfunc, expected):
-    from SpeakerNet import import_by_name
-    loss_class = import_by_name("loss", trainfunc, "LossFunction", "--trainfunc").LossFunction
+    loss_class = load_plugin("loss", trainfunc)
     assert trainSpeakerNet.resolve_group_sizes(trainSpeakerNet.parse_args(flags), loss_class) == expected
 
 

@@ -11,15 +11,17 @@ import copy
 import math
 import os
 import warnings
+from typing import NamedTuple
 
 import numpy
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from DatasetLoader import InputError
-from SpeakerNet import atomic_output
 from models.frontend import LinearSpectrogramInstanceNorm, LogMelInstanceNorm
+from voxtrainer import log
+from voxtrainer.atomic import atomic_output
+from voxtrainer.errors import InputError
 
 FORMATS = ("onnx", "torchscript")
 ONNX_OPSET = 17
@@ -150,9 +152,14 @@ def relative_difference(ours, reference):
     return float((numpy.abs(ours - reference) / scale).max())
 
 
+class Exported(NamedTuple):
+    difference: float    # largest relative difference to PyTorch's embedding, on a fresh length
+    embedding_size: int
+
+
 def export(net, fmt, path):
     """Write net's embedding network as `fmt` to `path` and check it reproduces PyTorch's embeddings
-    on a different length than it was traced on; returns that relative difference."""
+    on a different length than it was traced on."""
     if fmt not in FORMATS:
         raise InputError("--export %s: use one of %s" % (fmt, ", ".join(FORMATS)))
     net.eval()
@@ -167,17 +174,14 @@ def export(net, fmt, path):
         if not difference <= CHECK_TOLERANCE:
             raise InputError("%s export of %s differs from PyTorch by %.2g (relative), more than %g: not written"
                              % (fmt, type(net.__S__).__name__, difference, CHECK_TOLERANCE))
-    return difference
+    return Exported(difference, reference.shape[1])
 
 
-def run_export(net, args):
-    if not args.initial_model:
-        raise InputError("--export needs --initial_model (the checkpoint to export)")
-    if not args.export_out:
-        raise InputError("--export needs --export_out FILE (e.g. model.onnx or model.pt)")
-    net.loadParameters(args.initial_model)
+def export_checkpoint(net, checkpoint, fmt, out):
+    """--export: load `checkpoint` into `net` and write its embedding network to `out`."""
+    net.loadParameters(checkpoint)
     net.cpu()
-    difference = export(net, args.export, args.export_out)
-    print("Exported %s (%s) as %s to %s: waveform (batch, samples) float32 at 16 kHz in int16 range -> "
-          "embedding (batch, %d); max relative difference to PyTorch %.2g" % (
-              args.initial_model, args.model, args.export, args.export_out, args.nOut, difference))
+    difference, size = export(net, fmt, out)
+    log.info("Exported %s (%s) as %s to %s: waveform (batch, samples) float32 at 16 kHz in int16 range -> "
+             "embedding (batch, %d); max relative difference to PyTorch %.2g" % (
+                 checkpoint, type(net.__S__).__name__, fmt, out, size, difference))

@@ -1,7 +1,7 @@
 """On-the-fly augmentation of training crops with MUSAN noise, babble and music and with simulated
 room impulse responses, as the later voxceleb_trainer (AugmentWAV) and Kaldi's VoxCeleb recipe do.
 
-Crops are float32 in int16 range (DatasetLoader's convention); every random draw comes from the
+Crops are float32 in int16 range (voxtrainer.audio's convention); every random draw comes from the
 `random.Random` passed in, so a crop's augmentation depends only on its sampler seed."""
 
 import contextlib
@@ -11,7 +11,8 @@ import numpy
 import soundfile
 from scipy import signal
 
-from DatasetLoader import SAMPLE_RATE, InputError
+from voxtrainer.audio import SAMPLE_RATE
+from voxtrainer.errors import InputError
 
 # MUSAN folder: (SNR range in dB, range of how many of its files are mixed into one crop).
 NOISE_TYPES = {
@@ -128,10 +129,3 @@ class Augmenter:
         # float32 FFTs: half the time of float64, far below the crop's int16 resolution.
         rir = (rir / numpy.sqrt(energy)).astype(numpy.float32)
         return signal.fftconvolve(crop, rir)[:crop.shape[0]].astype(numpy.float32)
-
-
-def make_augmenter(args):
-    """The --augment Augmenter of parsed trainer flags, or None when augmentation is off."""
-    if not args.augment:
-        return None
-    return Augmenter(args.musan_path, args.rir_path)

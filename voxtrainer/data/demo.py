@@ -1,9 +1,11 @@
-#!/usr/bin/env python
 """Synthetic speaker-verification demo set in VoxCeleb layout.
 
+    python dataprep.py --demo --save_path data        (the defaults below)
+    python -m voxtrainer.data.demo --save_path data --n_train_speakers 100 ...
+
 Real VoxCeleb is hundreds of GB; by default this writes ~50 minutes of
-synthetic speech (~100 MB, seconds to generate) so the whole pipeline (data
-loading, training, EER scoring) can be exercised on a laptop CPU.
+synthetic speech (~100 MB) so the whole pipeline (data loading, training,
+EER scoring) can be exercised on a laptop CPU.
 
 Each speaker is a set of voice parameters for a source-filter synthesiser
 (glottal pulse train with jitter/shimmer and aspiration noise, shaped by a

@@ -10,8 +10,6 @@ Resulting layout::
 """
 
 import os
-import shutil
-import tarfile
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,8 +17,10 @@ from pathlib import Path
 import soundfile
 from tqdm import tqdm
 
-from dataprep import (STATE_DIR, DataprepError, _check_free_space, _merge_move, extract_zip, fetch_verified,
-                      read_fileparts, redact_url)
+from voxtrainer.data.archives import STATE_DIR, extract_tar, extract_zip, extraction_marker, staging_folder
+from voxtrainer.data.download import fetch_verified, redact_url
+from voxtrainer.data.lists import read_fileparts
+from voxtrainer.data.report import DataprepError
 
 # voxceleb_trainer's split: 5 s pieces starting every 3 s.
 PIECE_SECONDS, HOP_SECONDS = 5, 3
@@ -33,7 +33,7 @@ def prepare_augmentation(save_path, augment_list, downloader, workers):
             raise DataprepError(f"{redact_url(url)} in {augment_list}: expected a .zip or .tar.gz archive")
         # Extraction leaves a marker: a finished archive is neither fetched nor checked again, even
         # when it has been deleted to save space.
-        if (save_path / STATE_DIR / f"{name}.extracted").exists():
+        if extraction_marker(save_path, name).exists():
             print(f"{name}: already extracted, skipping")
             continue
         archive = save_path / name
@@ -45,34 +45,6 @@ def prepare_augmentation(save_path, augment_list, downloader, workers):
     split_musan(save_path, workers)
     print(f"augmentation data ready: --musan_path {save_path / 'musan_split'} "
           f"--rir_path {save_path / 'RIRS_NOISES' / 'simulated_rirs'}")
-
-
-def extract_tar(save_path, archive):
-    """Extract into a staging folder, then move into DIR. tarfile's "data" filter refuses members
-    that would land outside the folder (absolute paths, '..', links pointing out, devices)."""
-    staging = save_path / STATE_DIR / "staging" / archive.name
-    if staging.exists():
-        shutil.rmtree(staging)      # leftovers of an interrupted run: start afresh
-    staging.mkdir(parents=True)
-    # A lower bound of the space needed: MUSAN's audio hardly compresses.
-    _check_free_space(save_path, archive.stat().st_size, f"extract {archive.name}")
-    try:
-        with tarfile.open(archive) as tar, tqdm(unit="B", unit_scale=True, unit_divisor=1024,
-                                                desc=f"extract {archive.name}", leave=False) as bar:
-            for member in tar:
-                tar.extract(member, staging, filter="data")
-                bar.update(member.size)
-    except tarfile.FilterError as err:
-        shutil.rmtree(staging)
-        raise DataprepError(f"refusing to extract {archive}: {err}") from None
-    except (tarfile.TarError, EOFError, OSError) as err:
-        shutil.rmtree(staging)
-        raise DataprepError(f"{archive} is damaged or unreadable ({err}): delete it and re-run --augment") from None
-    for entry in sorted(staging.iterdir()):
-        _merge_move(entry, save_path / entry.name)
-    shutil.rmtree(staging)
-    (save_path / STATE_DIR / f"{archive.name}.extracted").write_text(str(archive.stat().st_size))
-    print(f"{archive.name}: extracted")
 
 
 def split_musan(save_path, workers):
@@ -89,9 +61,9 @@ def split_musan(save_path, workers):
                   unit="file", desc="split MUSAN"))
 
 
-def split_folder(save_path, source, root="musan_split"):
+def split_folder(save_path, source):
     relative = source.relative_to(save_path / "musan")
-    return save_path / root / relative.parent / relative.stem
+    return save_path / "musan_split" / relative.parent / relative.stem
 
 
 def split_file(save_path, source):
@@ -99,10 +71,7 @@ def split_file(save_path, source):
     staging folder (outside --musan_path) that is renamed when complete, so a folder in
     musan_split is always whole."""
     target = split_folder(save_path, source)
-    temporary = split_folder(save_path, source, root=Path(STATE_DIR) / "staging" / "musan_split")
-    if temporary.exists():
-        shutil.rmtree(temporary)
-    temporary.mkdir(parents=True)
+    temporary = staging_folder(save_path, target.relative_to(save_path))
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         audio, rate = soundfile.read(source, dtype="int16")

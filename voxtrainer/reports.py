@@ -9,9 +9,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy.special import ndtri
 
-from tuneThreshold import ComputeErrorRates, tuneThresholdfromScore
-
-P_TARGETS = (0.05, 0.01)
+from voxtrainer import log
+from voxtrainer.atomic import atomic_output
+from voxtrainer.metrics import P_TARGETS, ComputeErrorRates, equal_error_rate, min_dcf_point
 # Rates (fractions) labelled on the DET axes; the axes span the first to 0.4, or to the last when
 # a marked point lies beyond 0.4.
 DET_TICKS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99)
@@ -28,24 +28,17 @@ def has_both_classes(labels):
 
 
 def operating_points(scores, labels):
-    """EER (fraction) and, per p_target, (minDCF, false-acceptance, false-rejection rate there).
-
-    The EER is the trainer's (tuneThresholdfromScore); minDCF is tuneThreshold.minDCF's."""
+    """EER (fraction), the error-rate curves, and per p_target its DcfPoint."""
     scores, labels = numpy.asarray(scores, dtype=numpy.float64), numpy.asarray(labels, dtype=numpy.int64)
-    eer = tuneThresholdfromScore(scores, labels, [1, 0.1])[1] / 100
     fnrs, fprs, _ = ComputeErrorRates(scores, labels)
-    dcf_points = {}
-    for p_target in P_TARGETS:
-        dcf = p_target * fnrs + (1 - p_target) * fprs
-        best = int(numpy.argmin(dcf))
-        dcf_points[p_target] = (dcf[best] / min(p_target, 1 - p_target), fprs[best], fnrs[best])
-    return eer, fnrs, fprs, dcf_points
+    dcf_points = {p_target: min_dcf_point(scores, labels, p_target) for p_target in P_TARGETS}
+    return equal_error_rate(scores, labels) / 100, fnrs, fprs, dcf_points
 
 
 def det_figure(scores, labels, title="DET"):
     """The DET curve as a matplotlib Figure: false acceptance (x) against false rejection (y)."""
     eer, fnrs, fprs, dcf_points = operating_points(scores, labels)
-    marked = [eer] + [rate for _, fpr, fnr in dcf_points.values() for rate in (fpr, fnr)]
+    marked = [eer] + [rate for point in dcf_points.values() for rate in (point.false_accept, point.false_reject)]
     lowest, highest = DET_TICKS[0], (0.4 if max(marked) <= 0.4 else DET_TICKS[-1])
 
     def position(rate):
@@ -59,9 +52,9 @@ def det_figure(scores, labels, title="DET"):
     # The EER point is where the curve meets the diagonal.
     axes.plot(position([lowest, highest]), position([lowest, highest]), color="0.7", linestyle=":", linewidth=1)
     axes.plot([position(eer)], [position(eer)], "o", color="tab:red", clip_on=False, label="EER %.2f%%" % (100 * eer))
-    for (p_target, (value, fpr, fnr)), marker, colour in zip(dcf_points.items(), "s^", ("tab:green", "tab:purple")):
-        axes.plot([position(fpr)], [position(fnr)], marker, color=colour, clip_on=False,
-                  label="minDCF(p_target %g) %.4f" % (p_target, value))
+    for (p_target, point), marker, colour in zip(dcf_points.items(), "s^", ("tab:green", "tab:purple")):
+        axes.plot([position(point.false_accept)], [position(point.false_reject)], marker, color=colour,
+                  clip_on=False, label="minDCF(p_target %g) %.4f" % (p_target, point.min_dcf))
 
     ticks = [tick for tick in DET_TICKS if tick <= highest]
     for set_ticks, set_labels, set_limits in ((axes.set_xticks, axes.set_xticklabels, axes.set_xlim),
@@ -105,12 +98,14 @@ def write_reports(scores, labels, result_dir, name):
     """`result_dir/<name>_det.png` and `<name>_hist.png`; returns their paths (none without both
     target and non-target trials, where neither figure means anything)."""
     if not has_both_classes(labels):
-        print("No DET plot or histogram for %s: the trials need both target and non-target labels" % name)
+        log.info("No DET plot or histogram for %s: the trials need both target and non-target labels" % name)
         return []
     os.makedirs(result_dir, exist_ok=True)
     paths = []
     for suffix, make in (("det", det_figure), ("hist", histogram_figure)):
         path = os.path.join(result_dir, "%s_%s.png" % (name, suffix))
-        make(scores, labels, title="%s (%d trials)" % (name, len(scores))).savefig(path, dpi=100)
+        with atomic_output(path) as temporary:
+            make(scores, labels, title="%s (%d trials)" % (name, len(scores))).savefig(temporary, dpi=100,
+                                                                                       format="png")
         paths.append(path)
     return paths

@@ -1,0 +1,4 @@
+"""The library behind trainSpeakerNet.py and dataprep.py: one module per idea (see README, Code map).
+
+Importing the package imports nothing heavy; each module imports torch, scipy or matplotlib
+only where it needs them."""

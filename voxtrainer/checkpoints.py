@@ -1,0 +1,177 @@
+"""Checkpoints: the one reader and loading policy, the original `.model` format, the training
+state saved beside it (declared once, saved and restored from that one declaration), and averaging.
+
+A `.model` file is the original's: SpeakerNet's state_dict (`__S__.*` the embedding network,
+`__L__.*` the loss head). `model%09d.state` beside it holds what resuming needs; the original
+trainer ignores it. Everything is read with weights_only=True: no code in a file is ever run."""
+
+import glob
+import os
+import random
+from typing import Callable, NamedTuple
+
+import torch
+
+from voxtrainer import log
+from voxtrainer.atomic import atomic_output
+from voxtrainer.errors import InputError
+
+MODEL_GLOB = "model0*.model"
+
+
+def read_state_dict(path):
+    """A checkpoint's tensors by name, a DataParallel `module.` prefix removed; InputError naming
+    the file when it is missing, unreadable or not a state_dict."""
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError("%s: checkpoint not found" % path)
+    except Exception as error:  # torch raises many types for foreign or corrupt files
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise InputError("%s: not a readable checkpoint (%s)" % (path, first))
+    if not isinstance(loaded, dict) or not all(torch.is_tensor(value) for value in loaded.values()):
+        raise InputError("%s: not a state_dict checkpoint of tensors" % path)
+    return {name[len("module."):] if name.startswith("module.") else name: value for name, value in loaded.items()}
+
+
+def atomic_torch_save(obj, path):
+    with atomic_output(path) as temporary:
+        torch.save(obj, temporary)
+
+
+def save_state_dict(module, path):
+    """The original format, contiguous tensors whatever the in-memory layout."""
+    atomic_torch_save({name: value.contiguous() for name, value in module.state_dict().items()}, path)
+
+
+def load_parameters(module, path, required_prefix="__S__."):
+    """Copy a checkpoint into `module`. Every tensor under `required_prefix` (the embedding
+    network) must be there with the right shape, else InputError naming the file and the first
+    mismatches; the rest (the loss head, which evaluation does not use) keeps its values with a
+    warning when it does not fit, as the original did."""
+    loaded = read_state_dict(path)
+    own = module.state_dict()
+    problems = {"missing": [name for name in own if name not in loaded],
+                "unexpected": [name for name in loaded if name not in own],
+                "mis-shaped": ["%s %s, model wants %s" % (name, tuple(value.shape), tuple(own[name].shape))
+                               for name, value in loaded.items() if name in own and own[name].shape != value.shape]}
+    required = {kind: [name for name in names if name.startswith(required_prefix)] for kind, names in problems.items()}
+    if any(required.values()):
+        details = "; ".join("%s: %s" % (kind, ", ".join(names[:3]) + (" ..." if len(names) > 3 else ""))
+                            for kind, names in required.items() if names)
+        raise InputError("%s: does not fit this --model/--encoder_type/--nOut (%s)" % (path, details))
+    optional = [name.split(" ")[0] for names in problems.values() for name in names]
+    if optional:
+        log.warning("%s: loss-head parameters do not fit --trainfunc/--nClasses (%s); they keep their initial "
+                    "values (evaluation does not use them)" % (path, ", ".join(optional[:4])))
+    with torch.no_grad():
+        for name, value in loaded.items():
+            if name in own and own[name].shape == value.shape:
+                own[name].copy_(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The files of a training run
+
+def model_paths(save_path):
+    """The run's `.model` files, oldest epoch first."""
+    return sorted(glob.glob(os.path.join(save_path, "model", MODEL_GLOB)))
+
+
+def epoch_of(model_file):
+    return int(os.path.splitext(os.path.basename(model_file))[0][len("model"):])
+
+
+def model_file(model_dir, epoch):
+    return os.path.join(model_dir, "model%09d.model" % epoch)
+
+
+def state_file(model_file):
+    return os.path.splitext(model_file)[0] + ".state"
+
+
+class StatePart(NamedTuple):
+    get: Callable
+    set: Callable
+
+
+def training_state(optimizer, scheduler, scaler):
+    """Everything besides the weights that a resumed run needs to continue bit-identically, by
+    the name it has in the `.state` file."""
+    parts = {
+        "optimizer": StatePart(optimizer.state_dict, optimizer.load_state_dict),
+        "scheduler": StatePart(scheduler.state_dict, scheduler.load_state_dict),
+        "scaler": StatePart(scaler.state_dict, scaler.load_state_dict),
+        "torch_rng": StatePart(torch.get_rng_state, torch.set_rng_state),
+        "python_rng": StatePart(random.getstate, random.setstate),
+    }
+    if torch.cuda.is_available():
+        parts["cuda_rng"] = StatePart(torch.cuda.get_rng_state_all, torch.cuda.set_rng_state_all)
+    return parts
+
+
+def save_checkpoint(net, state_parts, epoch, model_dir):
+    """Training state first, then the model: the newest .model always has a complete .state."""
+    path = model_file(model_dir, epoch)
+    state = {"epoch": torch.tensor(epoch), **{name: part.get() for name, part in state_parts.items()}}
+    atomic_torch_save(state, state_file(path))
+    save_state_dict(net, path)
+    return path
+
+
+def restore_checkpoint(net, state_parts, model_path, replay_schedule):
+    """Load `model_path` and the training state beside it; a model of the original trainer has
+    none: then `replay_schedule(epochs)` catches the LR up and the optimizer starts afresh.
+    Returns whether a training state was found."""
+    load_parameters(net, model_path)
+    path = state_file(model_path)
+    if not os.path.isfile(path):
+        replay_schedule(epoch_of(model_path))
+        return False
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise InputError("%s: not a readable training state (%s)" % (path, str(error).strip().splitlines()[0]))
+    for name, part in state_parts.items():
+        if name in state:
+            part.set(state[name])
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Averaging
+
+def average_state_dicts(paths):
+    """Floating-point tensors are averaged (in float64); integer ones (BatchNorm's
+    num_batches_tracked) are a count, not a weight, and keep the newest model's value."""
+    newest = read_state_dict(paths[-1])
+    sums = {name: value.double() for name, value in newest.items() if value.is_floating_point()}
+    for path in paths[:-1]:
+        state = read_state_dict(path)
+        if set(state) != set(newest):
+            raise InputError("%s: its tensors differ from those of %s (another --model?); average models of "
+                             "one training run" % (path, paths[-1]))
+        for name, total in sums.items():
+            if state[name].shape != total.shape:
+                raise InputError("%s: %s has shape %s, %s has %s" % (
+                    path, name, tuple(state[name].shape), paths[-1], tuple(total.shape)))
+            total += state[name].double()
+    return {name: (sums[name] / len(paths)).to(value.dtype) if name in sums else value
+            for name, value in newest.items()}
+
+
+def average_last(save_path, count):
+    """Average the newest `count` models of a run into <save_path>/model/average_last<count>.model,
+    as WeSpeaker averages checkpoints before its final evaluation; returns its path."""
+    if count < 1:
+        raise InputError("--average_last %d: give the number of saved models to average (>= 1)" % count)
+    saved = model_paths(save_path)
+    if len(saved) < count:
+        raise InputError("--average_last %d: only %d saved model(s) in %s" % (
+            count, len(saved), os.path.join(save_path, "model")))
+    chosen = saved[-count:]
+    out = os.path.join(save_path, "model", "average_last%d.model" % count)
+    atomic_torch_save(average_state_dicts(chosen), out)
+    log.info("Averaged %d models (%s ... %s) into %s" % (count, os.path.basename(chosen[0]),
+                                                        os.path.basename(chosen[-1]), out))
+    return out

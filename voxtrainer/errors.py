@@ -1,0 +1,33 @@
+"""The one user-error type, and the one way a command line reports it."""
+
+import sys
+
+
+class InputError(Exception):
+    """A problem with the user's files, flags or machine: reported as one line, never a traceback.
+
+    When raised inside a DataLoader worker, torch re-raises it in the main process with the
+    worker's traceback prepended; the last line of the text is still our message.
+    """
+
+    @property
+    def line(self):
+        text = str(self).strip()
+        last = text.splitlines()[-1] if text else ""
+        prefix = type(self).__name__ + ": "
+        return last[len(prefix):] if last.startswith(prefix) else last
+
+
+def run_command(action, prefix, error_status, interrupted_message):
+    """Exit status of `action()`: 0, `error_status` after printing `<prefix>error: <line>` for an
+    InputError, 130 after printing `<prefix><interrupted_message>` for Ctrl-C (or SIGTERM turned
+    into KeyboardInterrupt)."""
+    try:
+        action()
+    except InputError as error:
+        print("%serror: %s" % (prefix, error.line), file=sys.stderr)
+        return error_status
+    except KeyboardInterrupt:
+        print("%s%s" % (prefix, interrupted_message), file=sys.stderr)
+        return 130
+    return 0

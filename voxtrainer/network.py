@@ -1,0 +1,103 @@
+"""SpeakerNet: an embedding network (`__S__`) and its training loss (`__L__`), chosen by module
+name, with the original's checkpoint format and the seed's public methods."""
+
+import os
+
+import numpy
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from voxtrainer import checkpoints
+from voxtrainer.audio import crop_waveform, loadWAV
+from voxtrainer.datasets import EvalDataset
+from voxtrainer.plugins import load_plugin
+
+
+class SpeakerNet(nn.Module):
+    def __init__(self, model, trainfunc, nOut=512, encoder_type="SAP", nClasses=5994, **kwargs):
+        super().__init__()
+        loss_class = load_plugin("loss", trainfunc)
+        self.__S__ = load_plugin("models", model)(nOut=nOut, encoder_type=encoder_type, **kwargs)
+        self.__L__ = loss_class(nOut=nOut, nClasses=nClasses, **kwargs)
+        self.train_normalize = loss_class.train_normalize
+        self.test_normalize = loss_class.test_normalize
+
+    @property
+    def device(self):
+        return next(self.parameters()).device
+
+    def forward(self, data, label):
+        """data (batch, nPerSpeaker, samples) -> (loss, metric).
+
+        As the original, each utterance position is its own forward pass, so BatchNorm
+        statistics are per position."""
+        feats = []
+        for position in range(data.shape[1]):
+            out = self.__S__(data[:, position])
+            if self.train_normalize:
+                out = F.normalize(out, p=2, dim=1)
+            feats.append(out)
+        feat = torch.stack(feats, dim=1)
+        if feat.shape[1] == 1:
+            feat = feat[:, 0]
+        return self.__L__(feat, label)
+
+    # -- embeddings -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def embed_crops(self, crops):
+        """(crops, samples) -> (crops, nOut), normalised when the loss scores normalised embeddings."""
+        out = self.__S__(crops.to(self.device)).float()
+        return F.normalize(out, p=2, dim=1) if self.test_normalize else out
+
+    @torch.no_grad()
+    def embed_files(self, paths, eval_frames, num_eval=10, num_workers=0, crops_per_batch=None, progress=True):
+        """Eval-crop embeddings of each file: (files, crops, nOut) on the CPU (crops = 1 when
+        eval_frames is 0). Fixed-length crops of several files share one forward pass: 40 crops on
+        a GPU, 20 on the CPU, where 40 crops' activations outgrow the caches (README, Performance)."""
+        self.eval()
+        if crops_per_batch is None:
+            crops_per_batch = 20 if self.device.type == "cpu" else 40
+        files_per_batch = max(1, crops_per_batch // num_eval) if eval_frames > 0 else 1
+        loader = torch.utils.data.DataLoader(EvalDataset(paths, eval_frames, num_eval), batch_size=files_per_batch,
+                                             num_workers=num_workers, collate_fn=torch.stack)
+        embeddings = []
+        for crops in tqdm(loader, desc="Embedding", unit="batch", disable=not progress, leave=False):
+            files, per_file, samples = crops.shape
+            out = self.embed_crops(crops.reshape(files * per_file, samples))
+            embeddings.append(out.reshape(files, per_file, -1).cpu())
+        if not embeddings:
+            return torch.zeros(0, 1 if eval_frames == 0 else num_eval, 0)
+        return torch.cat(embeddings)
+
+    @torch.no_grad()
+    def embed(self, waveform_or_path, eval_frames=0, num_eval=10):
+        """One embedding (nOut,) for a 16 kHz file path or a 1-D int16-range waveform: the mean of
+        its eval-crop embeddings (each normalised when the loss scores normalised embeddings), the
+        crops being those evaluation cuts (eval_frames 0: the whole audio as one crop)."""
+        if isinstance(waveform_or_path, (str, os.PathLike)):
+            crops = loadWAV(os.fspath(waveform_or_path), eval_frames, evalmode=True, num_eval=num_eval)
+        else:
+            waveform = numpy.asarray(waveform_or_path, dtype=numpy.float32).reshape(-1)
+            crops = crop_waveform(waveform, eval_frames, evalmode=True, num_eval=num_eval)
+        self.eval()
+        return self.embed_crops(crops).mean(dim=0).cpu()
+
+    def evaluateFromList(self, listfilename, test_path="", eval_frames=300, num_eval=10, num_workers=0,
+                         progress=True, print_interval=None):
+        """The seed's method: (scores, labels, trials) of a `label enrol test` list, in list order
+        (voxtrainer.evaluation.evaluate_list has the whole record)."""
+        from voxtrainer.evaluation import evaluate_list
+        result = evaluate_list(self, listfilename, test_path, eval_frames, num_eval, num_workers, progress)
+        return result.scores, result.labels, result.trials
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def saveParameters(self, path):
+        checkpoints.save_state_dict(self, path)
+
+    def loadParameters(self, path):
+        """An original or project checkpoint (voxtrainer.checkpoints.load_parameters's policy)."""
+        checkpoints.load_parameters(self, path)
