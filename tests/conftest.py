@@ -25,10 +25,30 @@ def original():
     return Paths
 
 
+@pytest.fixture(scope="session")
+def demo_set(tmp_path_factory):
+    """make_demo_set with tiny, fast defaults: demo_set(n_train_speakers=..., ...) -> DemoSet.
+    Each size is generated once per session and shared by the modules that ask for it."""
+    from voxtrainer.data.demo import make_demo_set
+    made = {}
+
+    def make(**sizes):
+        settings = dict(TINY_DEMO, **sizes)
+        key = tuple(sorted(settings.items()))
+        if key not in made:
+            made[key] = make_demo_set(str(tmp_path_factory.mktemp("demo")), **settings)
+        return made[key]
+    return make
+
+
+TINY_DEMO = dict(n_train_speakers=4, n_test_speakers=2, utts_per_speaker=2, utts_per_test_speaker=2,
+                 min_duration=1.0, max_duration=1.2, workers=1, verbose=False)
+
+
 @pytest.fixture
 def one_torch_thread():
     """One intra-op thread for tests of small train steps: on a shared CPU, two OpenMP threads that
-    spin-wait for each other make them many times slower (see runtime_env.py); results do not
+    spin-wait for each other make them many times slower (see voxtrainer/runtime.py); results do not
     depend on it. Modules opt in with pytestmark = pytest.mark.usefixtures("one_torch_thread")."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -19,7 +19,6 @@ from voxtrainer.audio import crop_samples
 from voxtrainer.datasets import make_train_loader
 from voxtrainer.errors import InputError
 from voxtrainer.lists import TrainList
-from voxtrainer.data.demo import make_demo_set
 
 RATE = 16000
 MAX_FRAMES = 100
@@ -193,10 +192,8 @@ def test_augmentation_does_not_move_the_crops(train_list, corpora):
 # -- through trainSpeakerNet ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return make_demo_set(str(tmp_path_factory.mktemp("demo")), n_train_speakers=4, n_test_speakers=2,
-                         utts_per_speaker=2, utts_per_test_speaker=2, min_duration=1.0, max_duration=1.2,
-                         workers=1, verbose=False)
+def demo(demo_set):
+    return demo_set()
 
 
 def train_flags(demo, save_path, *extra):

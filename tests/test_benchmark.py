@@ -1,12 +1,21 @@
-"""benchmark.py --quick on a tiny demo set: every measurement is emitted as one JSON line and is sane."""
+"""The developer tools on tiny data: `python -m tools.benchmark --quick` emits every measurement as
+one sane JSON line; tools.benchmark_augment's cost measurement gives finite, positive numbers.
+Speeds are never asserted."""
 
 import json
+import math
+import os
 
+import numpy
 import pytest
+import soundfile
 import torch
 
-import benchmark
+import tools.benchmark
+import tools.benchmark_augment
+from voxtrainer.augment import Augmenter
 from voxtrainer.data.demo import make_demo_set
+from voxtrainer.lists import TrainList
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -17,8 +26,8 @@ def test_quick_benchmark_emits_every_measurement(tmp_path, capsys):
                   utts_per_test_speaker=3, utts_per_clip=2, min_duration=2.1, max_duration=2.5, workers=1,
                   verbose=False)
     output = tmp_path / "bench.jsonl"
-    benchmark.main(["--quick", "--demo_path", str(tmp_path), "--models", "ResNetSE34L", "--precisions", "fp32",
-                    "--loader_workers", "0,1", "--output", str(output)])
+    tools.benchmark.main(["--quick", "--demo_path", str(tmp_path), "--models", "ResNetSE34L", "--precisions",
+                          "fp32", "--loader_workers", "0,1", "--output", str(output)])
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     written = [json.loads(line) for line in open(output)]
     assert printed == written
@@ -43,8 +52,27 @@ def test_quick_benchmark_emits_every_measurement(tmp_path, capsys):
     assert all(r["utt_per_s"] > 0 for r in by_kind["train_loader"])
 
     fast, naive = by_kind["eval"]
-    assert fast["method"] == "evaluateFromList" and fast["files"] == naive["files"] == 9
+    assert fast["method"] == "evaluate_list" and fast["files"] == naive["files"] == 9
     assert fast["trials"] == naive["trials"] > 0
     speedup = by_kind["eval_speedup"][0]
     assert speedup["max_abs_score_diff"] < 1e-5 and speedup["same_eer"]
     assert by_kind["summary"][0]["eval_speedup"] == speedup["speedup"]
+
+
+def write_noise(path, seconds, seed):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    audio = numpy.random.default_rng(seed).normal(0, 1000, int(16000 * seconds))
+    soundfile.write(path, audio.astype(numpy.int16), 16000)
+
+
+def test_augment_cost_measurement_runs_on_a_tiny_demo_set(demo_set, tmp_path):
+    demo = demo_set()
+    musan, rirs = str(tmp_path / "musan_split"), str(tmp_path / "simulated_rirs")
+    for seed, kind in enumerate(("noise", "speech", "music")):
+        write_noise(os.path.join(musan, kind, "source", "file", "00000.wav"), 1.0, seed)
+    write_noise(os.path.join(rirs, "smallroom", "Room001", "Room001-00001.wav"), 0.05, 3)
+    costs = tools.benchmark_augment.measure_costs(TrainList(demo.train_list, demo.train_path),
+                                                  Augmenter(musan, rirs), max_frames=50, nOut=32, crops=8, batch=4, repeats=1)
+    assert set(costs) == {"plain", "augmented", "step", "overhead"}
+    assert all(math.isfinite(value) for value in costs.values())
+    assert costs["plain"] > 0 and costs["augmented"] > 0 and costs["step"] > 0

@@ -17,11 +17,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-import trainSpeakerNet
 from conftest import ROOT
 from SpeakerNet import SpeakerNet
 from voxtrainer.distributed import tensor_digest
-from voxtrainer.data.demo import make_demo_set
 
 WORLD = 2
 FLAGS = ["--model", "ResNetSE34L", "--trainfunc", "angleproto", "--nOut", "32", "--max_frames", "50",
@@ -34,11 +32,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(demo_set):
     # 8 speakers x 4 utterances = 16 groups of 2: 2-4 batches of 4 speakers, so each rank gets >= 1.
-    return make_demo_set(str(tmp_path_factory.mktemp("demo")), n_train_speakers=8, n_test_speakers=4,
-                         utts_per_speaker=4, utts_per_test_speaker=3, utts_per_clip=2, min_duration=1.0,
-                         max_duration=1.5, workers=1, verbose=False)
+    return demo_set(n_train_speakers=8, n_test_speakers=4, utts_per_speaker=4, utts_per_test_speaker=3,
+                    utts_per_clip=2, max_duration=1.5)
 
 
 def data_flags(demo, save_path):

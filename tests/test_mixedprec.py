@@ -10,7 +10,6 @@ import torch
 import trainSpeakerNet
 from SpeakerNet import SpeakerNet
 from voxtrainer.runtime import cpu_has_native_bf16
-from voxtrainer.data.demo import make_demo_set
 
 FLAGS = ["--model", "ResNetSE34L", "--trainfunc", "angleproto", "--nOut", "32", "--max_frames", "50",
          "--batch_size", "4", "--nPerSpeaker", "2", "--max_epoch", "1", "--test_interval", "1",
@@ -18,10 +17,9 @@ FLAGS = ["--model", "ResNetSE34L", "--trainfunc", "angleproto", "--nOut", "32", 
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return make_demo_set(str(tmp_path_factory.mktemp("demo")), n_train_speakers=8, n_test_speakers=4,
-                         utts_per_speaker=4, utts_per_test_speaker=4, utts_per_clip=2, min_duration=1.0,
-                         max_duration=1.5, workers=1, verbose=False)
+def demo(demo_set):
+    return demo_set(n_train_speakers=8, n_test_speakers=4, utts_per_speaker=4, utts_per_test_speaker=4,
+                    utts_per_clip=2, max_duration=1.5)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

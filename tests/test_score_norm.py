@@ -12,7 +12,6 @@ from voxtrainer.score_norm import normalise_trials
 from voxtrainer.scoring import cross_scores
 from SpeakerNet import SpeakerNet
 from voxtrainer.scoring import trial_scores
-from voxtrainer.data.demo import make_demo_set
 
 
 def trial_score(a, b):
@@ -85,10 +84,9 @@ def test_a_cohort_score_is_bit_for_bit_the_raw_trial_score_of_the_same_pair():
 # -- --eval --score_norm ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, demo_set):
     root = tmp_path_factory.mktemp("score_norm")
-    demo = make_demo_set(str(root), n_train_speakers=4, n_test_speakers=2, utts_per_speaker=2,
-                         utts_per_test_speaker=2, min_duration=1.0, max_duration=1.2, workers=1, verbose=False)
+    demo = demo_set()
     torch.manual_seed(0)
     checkpoint = str(root / "tiny.model")
     SpeakerNet(model="ResNetSE34L", trainfunc="angleproto", nOut=32).saveParameters(checkpoint)

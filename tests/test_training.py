@@ -15,16 +15,13 @@ from conftest import ROOT
 from voxtrainer.datasets import SpeakerBatchSampler
 from voxtrainer.errors import InputError
 from voxtrainer.plugins import load_plugin
-from voxtrainer.data.demo import make_demo_set
 
 LOSSES = ["softmax", "amsoftmax", "aamsoftmax", "ge2e", "proto", "triplet", "contrastive", "angleproto"]
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    return make_demo_set(str(root), n_train_speakers=6, n_test_speakers=3, utts_per_speaker=4,
-                         utts_per_test_speaker=2, min_duration=1.0, max_duration=1.5, workers=1, verbose=False)
+def demo(demo_set):
+    return demo_set(n_train_speakers=6, n_test_speakers=3, utts_per_speaker=4, max_duration=1.5)
 
 
 def demo_flags(demo, save_path, *extra):
@@ -197,6 +194,36 @@ def test_initial_model_starts_from_given_weights(demo, tmp_path):
         tmp_path / "b" / "model" / "model000000001.model", weights_only=True)
     assert all(torch.equal(before[k], after[k]) for k in before if not k.endswith(("running_mean", "running_var",
                                                                                    "num_batches_tracked")))
+
+
+def test_the_run_saves_its_resolved_settings_as_a_config_that_reproduces_them(demo, tmp_path):
+    flags = demo_flags(demo, tmp_path, "--model", "ResNetSE34L", "--trainfunc", "proto", "--nSpeakers", "2",
+                       "--lr", "0.002")
+    assert trainSpeakerNet.main(flags) == 0
+    saved = tmp_path / "config.yaml"
+    assert vars(trainSpeakerNet.parse_args(["--config", str(saved)])) == dict(
+        vars(trainSpeakerNet.parse_args(flags)), config=str(saved))
+
+
+def test_what_the_trainer_prints_is_also_logged_in_the_result_folder(demo, tmp_path, capsys):
+    assert train(demo, tmp_path, "--model", "ResNetSE34L", "--trainfunc", "proto", "--nSpeakers", "2") == 0
+    printed = capsys.readouterr().out
+    logged = open(tmp_path / "result" / "train.log").read()
+    for line in printed.splitlines():
+        if "VEER" in line or "Training ResNetSE34L" in line or line.startswith("MinDCF"):
+            assert line in logged
+
+
+def test_warnings_go_to_stderr(demo, tmp_path, capsys):
+    assert train(demo, tmp_path / "a", "--model", "ResNetSE34L", "--trainfunc", "proto", "--nSpeakers", "2") == 0
+    capsys.readouterr()
+    start = str(tmp_path / "a" / "model" / "model000000001.model")
+    assert trainSpeakerNet.main(["--eval", "--model", "ResNetSE34L", "--trainfunc", "softmax", "--nOut", "32",
+                                 "--initial_model", start, "--test_list", demo.test_list, "--test_path",
+                                 demo.test_path, "--save_path", str(tmp_path / "b"), "--nDataLoaderThread", "0",
+                                 "--eval_frames", "100"]) == 0
+    out, err = capsys.readouterr()
+    assert "loss-head parameters do not fit" in err and "loss-head" not in out
 
 
 # -- bad input --------------------------------------------------------------------------------

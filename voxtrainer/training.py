@@ -4,7 +4,7 @@ trains through `train_step`."""
 
 import os
 import time
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 from tqdm import tqdm

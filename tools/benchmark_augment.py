@@ -1,29 +1,37 @@
-#!/usr/bin/env python
 """What --augment costs the training loop.
 
 Two measurements on the same train list and model:
 
 * per crop, the CPU time of cutting a training crop with and without augmentation, against the
-  time of a training step (forward and backward). Their ratio is the rate lost in the worst case,
-  where loading shares the cores with training instead of running beside it;
-* the training rate (utterances/s of trainSpeakerNet's loop with its DataLoader workers) with
-  and without augmentation.
+  time of a training step (voxtrainer.training.train_step: forward, backward, optimizer). Their
+  ratio is the rate lost in the worst case, where loading shares the cores with training instead
+  of running beside it;
+* the training rate (utterances/s of the trainer's epoch loop, voxtrainer.training.run_epoch, with
+  its DataLoader workers) with and without augmentation, by the clock and per CPU second.
 
-    python benchmark_augment.py --train_list data/demo/train_list.txt --train_path data/demo/train \\
+Run from the repository root:
+
+    python -m tools.benchmark_augment --train_list data/demo/train_list.txt --train_path data/demo/train \\
         --musan_path data/musan_split --rir_path data/RIRS_NOISES/simulated_rirs
+
+Measured figures belong in the README (Augmentation).
 """
 
 import argparse
 import gc
 import itertools
-import resource
 import time
 
-import torch
+from tools.common import build_net, cpu_seconds, take_step  # first: sets OMP_WAIT_POLICY before torch
 
-from augment import Augmenter
-from DatasetLoader import Group, TrainDataset, TrainList, make_train_loader
-from SpeakerNet import SpeakerNet
+import torch  # noqa: E402
+
+from voxtrainer.augment import Augmenter  # noqa: E402
+from voxtrainer.datasets import Group, TrainDataset, make_train_loader  # noqa: E402
+from voxtrainer.lists import TrainList  # noqa: E402
+from voxtrainer.training import run_epoch  # noqa: E402
+
+CPU = torch.device("cpu")
 
 
 def loader_seconds_per_crop(dataset, groups, repeats):
@@ -38,22 +46,23 @@ def loader_seconds_per_crop(dataset, groups, repeats):
 
 
 def step_seconds_per_crop(net, optimizer, crops, labels, repeats):
+    """Fastest of `repeats` training steps (voxtrainer.training.train_step, fp32) per crop, after
+    one that is not counted: it also allocates memory."""
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
     best = float("inf")
     net.train()
     for attempt in range(repeats + 1):
         started = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss, _ = net(crops, labels)
-        loss.backward()
-        optimizer.step()
-        if attempt:  # the first step also allocates memory: not counted
+        take_step(net, crops, labels, optimizer, scaler, mixedprec=False)
+        if attempt:
             best = min(best, time.perf_counter() - started)
     return best / (crops.shape[0] * crops.shape[1])
 
 
-def make_net(model, nOut, num_speakers):
-    torch.manual_seed(0)
-    return SpeakerNet(model=model, trainfunc="softmax", nOut=nOut, nClasses=num_speakers)
+def make_training(model, nOut, num_speakers):
+    """The net (softmax over the list's speakers) and its Adam optimizer."""
+    net = build_net(model, trainfunc="softmax", nOut=nOut, nClasses=num_speakers)
+    return net, torch.optim.Adam(net.parameters(), lr=1e-4)
 
 
 def measure_costs(train_list, augmenter, max_frames, model="ResNetSE34L", nOut=512, crops=32, batch=16,
@@ -68,38 +77,30 @@ def measure_costs(train_list, augmenter, max_frames, model="ResNetSE34L", nOut=5
     for _ in range(repeats):  # interleaved, so a burst of load from elsewhere hits both alike
         loading["plain"] = min(loading["plain"], loader_seconds_per_crop(plain, groups, 1))
         loading["augmented"] = min(loading["augmented"], loader_seconds_per_crop(augmented, groups, 1))
-    net = make_net(model, nOut, train_list.num_speakers)
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+    net, optimizer = make_training(model, nOut, train_list.num_speakers)
     batch_crops = torch.stack([plain[group][0] for group in groups[:batch]])
     labels = torch.tensor([group.label for group in groups[:batch]])
     step = step_seconds_per_crop(net, optimizer, batch_crops, labels, repeats)
     return dict(loading, step=step, overhead=(loading["augmented"] - loading["plain"]) / step)
 
 
-def cpu_seconds():
-    """CPU time of this process and of its finished children (the loader workers)."""
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + children.ru_utime + children.ru_stime
-
-
 def training_rate(train_list, augmenter, max_frames, batches, batch_size, workers, model="ResNetSE34L", nOut=512):
-    """Utterances per second of trainSpeakerNet's training loop over `batches` batches, by the
-    clock and by CPU time (main process and loader workers: what the rate is when no core is free)."""
-    from trainSpeakerNet import train_one_epoch
-    net = make_net(model, nOut, train_list.num_speakers)
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+    """Utterances per second of the trainer's epoch loop over `batches` batches, by the clock and by
+    CPU time (main process and loader workers: what the rate is when no core is free)."""
+    net, optimizer = make_training(model, nOut, train_list.num_speakers)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    started, started_cpu = time.perf_counter(), cpu_seconds()
+    started, started_cpu = time.perf_counter(), cpu_seconds(children=True)
     loader, _ = make_train_loader(train_list, max_frames, 1, 100, batch_size, workers, seed=0, augment=augmenter)
-    train_one_epoch(net, itertools.islice(loader, batches), optimizer, scaler, torch.device("cpu"), False, 0, False)
+    run_epoch(net, itertools.islice(loader, batches), optimizer, scaler, CPU, False, 0, show_progress=False)
     wall = time.perf_counter() - started
     del loader  # its workers exit, so their CPU time is counted
     gc.collect()
-    return batches * batch_size / wall, batches * batch_size / (cpu_seconds() - started_cpu)
+    return batches * batch_size / wall, batches * batch_size / (cpu_seconds(children=True) - started_cpu)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m tools.benchmark_augment", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train_list", required=True)
     parser.add_argument("--train_path", required=True)
     parser.add_argument("--musan_path", required=True)
@@ -111,8 +112,11 @@ def main():
     parser.add_argument("--batches", type=int, default=8, help="batches per training-rate run")
     parser.add_argument("--nDataLoaderThread", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="training-rate runs per setting")
-    args = parser.parse_args()
+    return parser
 
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     train_list = TrainList(args.train_list, args.train_path)
     augmenter = Augmenter(args.musan_path, args.rir_path)
     costs = measure_costs(train_list, augmenter, args.max_frames, args.model, args.nOut, batch=args.batch_size)

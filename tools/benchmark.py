@@ -1,31 +1,35 @@
-#!/usr/bin/env python
 """Where training and evaluation time goes: one JSON line per measurement.
 
-    python benchmark.py                      # CPU (or CUDA when present), batch 64; 2-4 min on 2 cores
-    python benchmark.py --quick              # smoke run, well under a minute of compute
-    python benchmark.py --device cuda --models ResNetSE34L,VGGVox,ResNetSE34 --output bench.jsonl
+    python -m tools.benchmark                  # CPU (or CUDA when present), batch 64
+    python -m tools.benchmark --quick          # smoke run: batch 16, one timed step, 100 test trials
+    python -m tools.benchmark --device cuda --models ResNetSE34L,VGGVox,ResNetSE34 --output bench.jsonl
 
-Measurements (the `measurement` field of each line):
+Run from the repository root. Measurements (the `measurement` field of each line):
 
   device              CPU model / GPU name, torch version, threads, bf16 support, load average
   matmul_peak         best large-matmul FLOP/s on this device, fp32 and the --mixedprec dtype
-  train_step          one optimisation step exactly as trainSpeakerNet.py does it (SpeakerNet.forward
-                      with angleproto, backward, Adam, GradScaler/autocast under --mixedprec) on a
-                      batch of `--batch_size` utterances = batch_size/2 speakers x 2 utterances (the
-                      seed's nPerSpeaker) x 200 frames (32240 samples); utterances/s, FLOPs of the step
-                      (torch.utils.flop_counter), achieved FLOP/s and the fraction of matmul_peak
+  train_step          optimisation steps through the trainer's own voxtrainer.training.train_step
+                      (SpeakerNet.forward with angleproto, backward, Adam, GradScaler/autocast under
+                      --mixedprec), each batch moved to the device and its loss read back as the
+                      trainer's epoch loop does, on a batch of `--batch_size` utterances =
+                      batch_size/2 speakers x 2 utterances (the seed's nPerSpeaker) x 200 frames
+                      (32240 samples); utterances/s, FLOPs of the step (torch.utils.flop_counter),
+                      achieved FLOP/s and the fraction of matmul_peak
   train_step_profile  the same steps split into front end, trunk, pooling+projection, loss, backward,
-                      optimizer (wall time, hooks on the real modules)
-  train_loader        DatasetLoader.make_train_loader on the demo train list with 0, 1, 2 workers
-  eval                SpeakerNet.evaluateFromList (batched crops, loader workers, vectorised scoring)
-                      and a naive baseline (one file per forward pass, a Python loop over trials as the
-                      2020 code did) on the demo test list; files/s embedded, trials/s scored
-  eval_speedup        baseline time / evaluateFromList time, and the largest score difference
+                      optimizer (wall time, by hooks on the real modules and on the optimizer: the
+                      step itself is not changed)
+  train_loader        voxtrainer.datasets.make_train_loader on the demo train list with 0, 1, 2 workers
+  eval                voxtrainer.evaluation.evaluate_list, the trainer's evaluation (batched crops,
+                      loader workers, vectorised scoring), and a naive baseline (one file per forward
+                      pass, a Python loop over trials as the 2020 code did) on the demo test list;
+                      files/s embedded, trials/s scored
+  eval_speedup        baseline time / evaluate_list time, and the largest score difference
   summary             total wall time and the targets of the performance issue, met or not
 
-Timings are wall-clock. On a shared machine other processes steal cores: `cpu_share` (process CPU
-seconds / wall seconds) and `loadavg` in each line show how much of the machine the run had, and
-`utt_per_cpu_s` (CPU train steps) is the rate per busy core, which contention hardly changes.
+Timings are wall-clock (on CUDA, synchronised). On a shared machine other processes steal cores:
+`cpu_share` (process CPU seconds / wall seconds) and `loadavg` in each line show how much of the
+machine the run had, and `utt_per_cpu_s` (CPU train steps) is the rate per busy core, which
+contention hardly changes. Measured figures belong in the README's performance section.
 """
 
 import argparse
@@ -34,25 +38,28 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 
-import runtime_env  # noqa: F401  (before torch: OMP_WAIT_POLICY, as trainSpeakerNet.py)
-import numpy
-import torch
-import torch.nn.functional as F
+from tools.common import build_net, cpu_seconds, take_step  # first: sets OMP_WAIT_POLICY before torch
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, ROOT)
+import numpy  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
-from DatasetLoader import TrainList, loadWAV, make_train_loader  # noqa: E402
-from SpeakerNet import SpeakerNet, cpu_flags, cpu_has_native_bf16, preferred_memory_format  # noqa: E402
-from tuneThreshold import tuneThresholdfromScore  # noqa: E402
+from voxtrainer.audio import loadWAV  # noqa: E402
+from voxtrainer.data.demo import DemoSet, make_demo_set  # noqa: E402
+from voxtrainer.datasets import make_train_loader  # noqa: E402
+from voxtrainer.errors import InputError  # noqa: E402
+from voxtrainer.evaluation import evaluate_list  # noqa: E402
+from voxtrainer.lists import TrainList  # noqa: E402
+from voxtrainer.metrics import equal_error_rate  # noqa: E402
+from voxtrainer.runtime import (autocast_dtype, cpu_flags, cpu_has_native_bf16, preferred_memory_format,  # noqa: E402
+                                resolve_device)
 
 MAX_FRAMES = 200  # the seed's training crop
 NPERSPEAKER = 2  # the seed's utterances per speaker for angleproto
-TARGETS = {  # utterances/s at batch 64 x 200 frames on the issue's 2-core CPU
+TARGETS = {  # the performance issue's goals: utterances/s at batch 64 x 200 frames on a 2-core CPU
     ("ResNetSE34L", "fp32"): 80, ("ResNetSE34L", "mixedprec"): 130,
     ("VGGVox", "fp32"): 65, ("VGGVox", "mixedprec"): 140,
 }
@@ -61,7 +68,7 @@ TARGETS = {  # utterances/s at batch 64 x 200 frames on the issue's 2-core CPU
 def build_parser():
     class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
         pass
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=Formatter)
+    parser = argparse.ArgumentParser(prog="python -m tools.benchmark", description=__doc__, formatter_class=Formatter)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--batch_size", type=int, default=64,
                         help="utterances per train step (batch_size/2 speakers x 2 utterances)")
@@ -71,7 +78,8 @@ def build_parser():
                         help="smoke run: batch 16, one timed step, a short loader run, 100 test trials")
     parser.add_argument("--demo_path", default=None,
                         help="a demo set (the folder holding train_list.txt, or its parent); "
-                             "default: generate one into a temporary folder with demoset.make_demo_set")
+                             "default: generate one into a temporary folder with "
+                             "voxtrainer.data.demo.make_demo_set")
     parser.add_argument("--output", default=None, help="also append the JSON lines to this file")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads; none: torch's default")
     parser.add_argument("--memory_format", default="auto", choices=["auto", "channels_last", "contiguous"],
@@ -79,7 +87,7 @@ def build_parser():
     parser.add_argument("--eval_model", default="ResNetSE34L", help="model of the evaluation measurement")
     parser.add_argument("--eval_frames", type=int, default=MAX_FRAMES,
                         help="eval crop length (trainSpeakerNet.py's default: --max_frames)")
-    parser.add_argument("--eval_workers", type=int, default=2, help="loader workers of evaluateFromList")
+    parser.add_argument("--eval_workers", type=int, default=2, help="loader workers of evaluate_list")
     parser.add_argument("--loader_workers", default="0,1,2", help="worker counts of the loader measurement")
     parser.add_argument("--min_step_time", type=float, default=6.0,
                         help="time train steps until this many seconds have passed (at least --min_steps)")
@@ -134,11 +142,11 @@ class Clock:
     def span(self):
         result = {}
         self.sync()
-        wall, cpu = time.perf_counter(), time.process_time()
+        wall, cpu = time.perf_counter(), cpu_seconds()
         yield result
         self.sync()
         result["wall"] = time.perf_counter() - wall
-        result["cpu"] = time.process_time() - cpu
+        result["cpu"] = cpu_seconds() - cpu
 
 
 def cpu_share(span):
@@ -238,10 +246,6 @@ def process_memory_mb(key):
 # ---------------------------------------------------------------------------------------------
 # Matmul peak
 
-def autocast_dtype(device):
-    return torch.float16 if device.type == "cuda" else torch.bfloat16
-
-
 def matmul_peak(device, dtype, clock, budget_s=3.0):
     """Best FLOP/s of square matmuls (torch.mm and F.linear, whichever is faster), growing n
     until one product takes >= 50 ms or n reaches the device's cap."""
@@ -273,40 +277,55 @@ def matmul_peak(device, dtype, clock, budget_s=3.0):
 # ---------------------------------------------------------------------------------------------
 # Train step
 
-def build_net(model, device, memory_format, nOut=512):
-    torch.manual_seed(0)
-    net = SpeakerNet(model=model, trainfunc="angleproto", nOut=nOut, encoder_type="SAP")
-    return net.to(device, memory_format=memory_format)
+@contextlib.contextmanager
+def timed_method(obj, name, clock, record):
+    """Within the block, every call of `obj.name` is timed (clock.span) by an attribute of this one
+    instance, the class untouched: `record(span, result)` after each call."""
+    original = getattr(obj, name)
+
+    def timed(*args, **kwargs):
+        with clock.span() as span:
+            result = original(*args, **kwargs)
+        record(span, result)
+        return result
+    setattr(obj, name, timed)
+    try:
+        yield
+    finally:
+        delattr(obj, name)
 
 
 class StageTimer:
-    """Wall time of the front end, trunk, pooling+projection and loss inside SpeakerNet.forward,
-    by forward hooks on the real modules (and a wrapper around the model's `embed`)."""
+    """Where the wall time of voxtrainer.training.train_step goes, seen from outside the step.
 
-    def __init__(self, net, clock):
+    Inside SpeakerNet.forward, forward hooks on the real modules time the front end (`torchfb`),
+    the embedding model (`__S__`) and the loss (`__L__`); pooling+projection is the model's
+    `embed`, timed through an attribute of this instance. Across the step, which `step()` brackets:
+    forward runs from its start (moving the batch, zero_grad) to the end of SpeakerNet.forward (a
+    forward hook on the net), optimizer from the optimizer's step pre-hook to the end of the step
+    (GradScaler.update and reading the loss back included), and backward is what lies between (the
+    finiteness check, loss scaling, backward). Every mark synchronises CUDA."""
+
+    def __init__(self, net, optimizer, clock):
         self.clock, self.seconds, self.marks = clock, {}, {}
+        self.stack = contextlib.ExitStack()
         model = net.__S__
-        frontend = getattr(model, "torchfb", None) or getattr(model, "spectrogram", None)
-        self.handles = []
-        for name, module in (("frontend", frontend), ("model", model), ("loss", net.__L__)):
-            if module is not None:
-                self.handles.append(module.register_forward_pre_hook(self._start(name)))
-                self.handles.append(module.register_forward_hook(self._stop(name)))
-        original_embed = model.embed
+        for name, module in (("frontend", model.torchfb), ("model", model), ("loss", net.__L__)):
+            self._hold(module.register_forward_pre_hook(self._mark(name)))
+            self._hold(module.register_forward_hook(self._stop(name)))
+        self._hold(net.register_forward_hook(self._mark("forward_end")))
+        self._hold(optimizer.register_step_pre_hook(self._mark("optimizer_start")))
+        self.stack.enter_context(timed_method(model, "embed", clock,
+                                              lambda span, _: self.add("pool_fc", span["wall"])))
 
-        def timed_embed(frames):
-            t0 = self.clock.now()
-            out = original_embed(frames)
-            self.add("pool_fc", self.clock.now() - t0)
-            return out
-        model.embed = timed_embed
-        self.model = model
+    def _hold(self, handle):
+        self.stack.callback(handle.remove)
 
     def add(self, name, seconds):
         self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
-    def _start(self, name):
-        def hook(module, inputs):
+    def _mark(self, name):
+        def hook(*_):
             self.marks[name] = self.clock.now()
         return hook
 
@@ -315,58 +334,43 @@ class StageTimer:
             self.add(name, self.clock.now() - self.marks.pop(name))
         return hook
 
+    @contextlib.contextmanager
+    def step(self):
+        start = self.clock.now()
+        yield
+        end = self.clock.now()
+        forward_end = self.marks.pop("forward_end")
+        # GradScaler skips optimizer.step() after an overflow (fp16 on CUDA): all of it is backward then.
+        optimizer_start = self.marks.pop("optimizer_start", end)
+        self.add("forward", forward_end - start)
+        self.add("backward", optimizer_start - forward_end)
+        self.add("optimizer", end - optimizer_start)
+
     def close(self):
-        for handle in self.handles:
-            handle.remove()
-        del self.model.embed
-
-
-def train_step_factory(net, optimizer, scaler, device, mixedprec, timer=None):
-    """trainSpeakerNet.train_one_epoch's inner loop body, with stage timestamps."""
-    dtype = autocast_dtype(device)
-    clock = Clock(device)
-
-    def step(data, label):
-        t0 = clock.now()
-        data, label = data.to(device, non_blocking=True), label.to(device, non_blocking=True)
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=dtype, enabled=mixedprec):
-            loss, metric = net(data, label)
-        if not torch.isfinite(loss):
-            raise RuntimeError("loss became %s" % loss.item())
-        t1 = clock.now()
-        scaler.scale(loss).backward()
-        t2 = clock.now()
-        scaler.step(optimizer)
-        scaler.update()
-        loss_value = loss.item()
-        t3 = clock.now()
-        if timer is not None:
-            timer.add("forward", t1 - t0)
-            timer.add("backward", t2 - t1)
-            timer.add("optimizer", t3 - t2)
-        return loss_value
-    return step
+        self.stack.close()
 
 
 def measure_train_step(model, precision, batch, device, memory_format, peaks, args, report, clock):
     data, label = batch
     mixedprec = precision == "mixedprec"
-    net = build_net(model, device, memory_format)
+    net = build_net(model, device=device, memory_format=memory_format)
     optimizer = torch.optim.Adam(net.parameters(), lr=0.001)  # optimizer/adam.py
     scaler = torch.amp.GradScaler(device.type, enabled=mixedprec and device.type == "cuda")
     memory = PeakMemory(device)
     rss_before = process_memory_mb("VmRSS") if device.type == "cpu" else None
     memory.reset()
+    timer = StageTimer(net, optimizer, clock)
+
+    def step():
+        with timer.step():
+            return take_step(net, data, label, optimizer, scaler, mixedprec)
 
     # Warm-up step (oneDNN/cuDNN primitive creation), counting the step's FLOPs.
     from torch.utils.flop_counter import FlopCounterMode
-    timer = StageTimer(net, clock)
-    step = train_step_factory(net, optimizer, scaler, device, mixedprec, timer)
     counter = FlopCounterMode(display=False)
     with clock.span() as warm:
         with counter:
-            losses = [step(data, label)]
+            losses = [step()]
     flops = counter.get_total_flops()
     by_op = {str(op): flop for op, flop in counter.get_flop_counts().get("Global", {}).items()}
 
@@ -385,10 +389,10 @@ def measure_train_step(model, precision, batch, device, memory_format, peaks, ar
                     break
                 if times and sum(times) + statistics.median(times) > args.step_budget_s:
                     break
-                t0, c0 = clock.now(), time.process_time()
-                losses.append(step(data, label))
+                t0, c0 = clock.now(), cpu_seconds()
+                losses.append(step())
                 times.append(clock.now() - t0)
-                cpu_times.append(time.process_time() - c0)
+                cpu_times.append(cpu_seconds() - c0)
     timer.close()
     mem = memory.read()
     if from_warmup:
@@ -443,8 +447,10 @@ def measure_train_step(model, precision, batch, device, memory_format, peaks, ar
     report.emit("train_step_profile", model=model, precision=record["precision"],
                 seconds_per_step={k: round(v, 4) for k, v in stages.items()},
                 fraction={k: round(v / step_total, 3) for k, v in stages.items()},
-                note="forward stages by hooks on the real modules (trunk = model - front end - pooling/fc); "
-                     "backward and optimizer as timed around scaler.scale(loss).backward() and scaler.step()")
+                note="voxtrainer.training.train_step, timed from outside: forward stages by hooks on the real "
+                     "modules (trunk = model - front end - pooling/fc); forward ends at SpeakerNet.forward's "
+                     "forward hook, optimizer runs from the optimizer's step pre-hook to the end of the step, "
+                     "backward is what lies between")
     del net, optimizer
     return record
 
@@ -457,7 +463,7 @@ def measure_loader(demo, speakers, workers, args, report, min_batches, min_time)
     loader, sampler = make_train_loader(train_list, MAX_FRAMES, NPERSPEAKER, 100, speakers, workers, seed=0)
     utterances, batches, epoch = 0, 0, 1
     t0 = time.perf_counter()
-    cpu0 = time.process_time()
+    cpu0 = cpu_seconds()
     first_batch_s, steady_start = None, None
     while True:
         sampler.set_epoch(epoch)
@@ -477,7 +483,7 @@ def measure_loader(demo, speakers, workers, args, report, min_batches, min_time)
     return report.emit("train_loader", workers=workers, batch_utterances=speakers * NPERSPEAKER,
                        frames=MAX_FRAMES, batches=batches, epochs=epoch - 1, batches_per_epoch=len(sampler),
                        utt_per_s=round(utterances / elapsed, 1), first_batch_s=round(first_batch_s, 3),
-                       main_process_cpu_s=round(time.process_time() - cpu0, 2),
+                       main_process_cpu_s=round(cpu_seconds() - cpu0, 2),
                        note="steady state: utterances after the first batch / time after the first batch")
 
 
@@ -517,67 +523,69 @@ def naive_evaluate(net, test_list, test_path, eval_frames, num_eval, device, clo
     return scores, labels, len(files), embed, score
 
 
-def measure_eval(demo, test_list, device, memory_format, args, report, clock):
-    net = build_net(args.eval_model, device, memory_format)
-    net.eval()
-    n_trials = sum(1 for line in open(test_list) if line.strip())
-    memory = PeakMemory(device)
+def count_lines(path):
+    """Non-empty lines of a list file."""
+    with open(path) as handle:
+        return sum(1 for line in handle if line.strip())
 
-    # evaluateFromList, timing its embedding pass through an instance wrapper.
-    spans = {}
-    original_embed_files = net.embed_files
 
-    def timed_embed_files(*a, **k):
-        with clock.span() as span:
-            out = original_embed_files(*a, **k)
-        spans["embed"] = span
-        spans["files"] = out.shape[0]
-        return out
-    net.embed_files = timed_embed_files
-    # Warm-up on a few files (primitive creation) so neither method pays it.
-    with torch.no_grad():
-        net.__S__(loadWAV(os.path.join(demo.test_path, open(test_list).readline().split()[1]),
-                          args.eval_frames, evalmode=True, num_eval=10).to(device))
-    memory.reset()
-    with clock.span() as total:
-        scores, labels, _ = net.evaluateFromList(test_list, test_path=demo.test_path, eval_frames=args.eval_frames,
-                                                 num_eval=10, num_workers=args.eval_workers, progress=False)
-    mem = memory.read()
-    del net.embed_files
-    score_s = total["wall"] - spans["embed"]["wall"]
-    eer = tuneThresholdfromScore(scores, labels, [1, 0.1])[1]
-    fast = report.emit("eval", method="evaluateFromList", model=args.eval_model, files=spans["files"],
-                       trials=n_trials, eval_frames=args.eval_frames, num_eval=10, workers=args.eval_workers,
+def emit_eval(report, method, args, memory_format, files, trials, workers, embed_s, score_s, total, eer, mem):
+    return report.emit("eval", method=method, model=args.eval_model, files=files, trials=trials,
+                       eval_frames=args.eval_frames, num_eval=10, workers=workers,
                        memory_format=str(memory_format).replace("torch.", ""),
-                       embed_s=round(spans["embed"]["wall"], 3),
-                       files_per_s=round(spans["files"] / spans["embed"]["wall"], 2),
-                       score_s=round(score_s, 4), trials_per_s=round(n_trials / max(score_s, 1e-9), 1),
+                       embed_s=round(embed_s, 3), files_per_s=round(files / embed_s, 2),
+                       score_s=round(score_s, 4), trials_per_s=round(trials / max(score_s, 1e-9), 1),
                        total_s=round(total["wall"], 3), eer=round(float(eer), 4), cpu_share=cpu_share(total), **mem)
+
+
+def measure_eval(demo, test_list, device, memory_format, args, report, clock):
+    """voxtrainer.evaluation.evaluate_list, the trainer's evaluation, as it is (its embedding pass,
+    SpeakerNet.embed_files, timed through an attribute of this net; scoring is the rest), against
+    naive_evaluate, the 2020 loop, on the same net and list."""
+    net = build_net(args.eval_model, device=device, memory_format=memory_format)
+    net.eval()
+    n_trials = count_lines(test_list)
+    memory = PeakMemory(device)
+    embedding = {}
+
+    def record_embedding(span, embeddings):
+        embedding.update(span=span, files=embeddings.shape[0])
+
+    # Warm-up on one file (primitive creation) so neither method pays it.
+    with open(test_list) as handle:
+        first_file = handle.readline().split()[1]
+    with torch.no_grad():
+        net.__S__(loadWAV(os.path.join(demo.test_path, first_file), args.eval_frames, evalmode=True,
+                          num_eval=10).to(device))
+    memory.reset()
+    with timed_method(net, "embed_files", clock, record_embedding), clock.span() as total:
+        evaluation = evaluate_list(net, test_list, demo.test_path, args.eval_frames, num_eval=10,
+                                   num_workers=args.eval_workers, progress=False)
+    mem = memory.read()
+    embed_s = embedding["span"]["wall"]
+    fast = emit_eval(report, "evaluate_list", args, memory_format, embedding["files"], n_trials, args.eval_workers,
+                     embed_s, total["wall"] - embed_s, total, evaluation.eer, mem)
 
     memory.reset()
     with clock.span() as total:
         naive_scores, naive_labels, n_files, embed, score = naive_evaluate(
             net, test_list, demo.test_path, args.eval_frames, 10, device, clock)
     mem = memory.read()
-    naive_eer = tuneThresholdfromScore(naive_scores, naive_labels, [1, 0.1])[1]
-    naive = report.emit("eval", method="naive (one file per forward, per-trial Python loop)",
-                        model=args.eval_model, files=n_files, trials=n_trials, eval_frames=args.eval_frames,
-                        num_eval=10, workers=0, memory_format=str(memory_format).replace("torch.", ""),
-                        embed_s=round(embed["wall"], 3), files_per_s=round(n_files / embed["wall"], 2),
-                        score_s=round(score["wall"], 4), trials_per_s=round(n_trials / score["wall"], 1),
-                        total_s=round(total["wall"], 3), eer=round(float(naive_eer), 4),
-                        cpu_share=cpu_share(total), **mem)
+    naive = emit_eval(report, "naive (one file per forward, per-trial Python loop)", args, memory_format, n_files,
+                      n_trials, 0, embed["wall"], score["wall"], total, equal_error_rate(naive_scores, naive_labels),
+                      mem)
+    scores = numpy.asarray(evaluation.scores)
     report.emit("eval_speedup", speedup=round(naive["total_s"] / fast["total_s"], 2),
                 embed_speedup=round(naive["embed_s"] / fast["embed_s"], 2),
                 score_speedup=round(naive["score_s"] / max(fast["score_s"], 1e-9), 1),
-                max_abs_score_diff=float(numpy.max(numpy.abs(numpy.asarray(scores) - numpy.asarray(naive_scores)))),
+                max_abs_score_diff=float(numpy.max(numpy.abs(scores - numpy.asarray(naive_scores)))),
                 same_eer=fast["eer"] == naive["eer"], target_speedup=2.0)
 
 
 # ---------------------------------------------------------------------------------------------
 
 def find_demo(path):
-    from demoset import DemoSet
+    """The demo set at `path` (the folder holding train_list.txt, or its parent)."""
     for root in (path, os.path.join(path, "demo")):
         if os.path.isfile(os.path.join(root, "train_list.txt")):
             return DemoSet(train_list=os.path.join(root, "train_list.txt"),
@@ -591,10 +599,10 @@ def main(argv=None):
     started = time.perf_counter()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda: no CUDA device is available")
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
+    try:
+        device = resolve_device(args.device)
+    except InputError as error:
+        raise SystemExit("error: %s" % error)
     if args.quick:
         args.batch_size = min(args.batch_size, 16)
     if args.batch_size % NPERSPEAKER:
@@ -617,7 +625,6 @@ def main(argv=None):
         if args.demo_path:
             demo = find_demo(args.demo_path)
         else:
-            from demoset import make_demo_set
             tmp = tempfile.TemporaryDirectory(prefix="benchmark_demo_")
             # 480 train and 120 test files (600 trials), the sizes the README's figures were
             # measured with; loader throughput does not depend on the list's length.
@@ -625,7 +632,7 @@ def main(argv=None):
                                  verbose=False)
     report.emit("demo_set", path=os.path.dirname(demo.train_list), generated=not args.demo_path,
                 seconds=round(demo_span["wall"], 1),
-                train_files=sum(1 for _ in open(demo.train_list)), test_trials=sum(1 for _ in open(demo.test_list)))
+                train_files=count_lines(demo.train_list), test_trials=count_lines(demo.test_list))
 
     peaks = {"fp32": matmul_peak(device, torch.float32, clock)}
     report.emit("matmul_peak", dtype="float32", **peaks["fp32"])
@@ -671,7 +678,7 @@ def main(argv=None):
     if reference and 2 in loader_rates:
         targets["loader(2 workers) >= 10x ResNetSE34L fp32 step"] = loader_rates[2] >= 10 * reference
     if speedup is not None:
-        targets["evaluateFromList >= 2x naive"] = speedup >= 2.0
+        targets["evaluate_list >= 2x naive"] = speedup >= 2.0
     report.emit("summary", total_s=round(time.perf_counter() - started, 1), batch_utterances=args.batch_size,
                 train_utt_per_s={"%s %s" % k: v for k, v in train_rates.items()},
                 loader_utt_per_s=loader_rates,
