@@ -148,7 +148,10 @@ def run(args):
         demo(args)
         return
     if asks_for(args, ("download", "lists_only", "augment")):
-        args.save_path.mkdir(parents=True, exist_ok=True)
+        try:
+            args.save_path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise DataprepError(f"cannot create --save_path {args.save_path}: {err.strerror or err}") from None
     elif not args.save_path.is_dir():
         raise DataprepError(f"{args.save_path} does not exist: check --save_path or run --download first")
     for flags, step in STEPS:

@@ -6,12 +6,12 @@ Flags and outputs follow the 2020 voxceleb_trainer (README.md); the work is done
 voxtrainer package: this file is the command line and its table of modes."""
 
 import argparse
-import contextlib
 import os
+import signal
 import sys
 
 from voxtrainer import runtime  # first: it sets process settings that must precede torch
-from voxtrainer.config import read_config, save_config
+from voxtrainer.config import OneLineParser, read_config, real_number, save_config, whole_number
 from voxtrainer.errors import InputError, run_command
 from voxtrainer.export import FORMATS as EXPORT_FORMATS
 from voxtrainer.score_norm import METHODS as SCORE_NORMS
@@ -21,43 +21,43 @@ DEFAULT_NPERSPEAKER = 2
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description="SpeakerNet: train speaker embeddings, score verification trials",
+    parser = OneLineParser(description="SpeakerNet: train speaker embeddings, score verification trials",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config", type=str, default=None, help="YAML file of flag values; the command line wins")
 
     data = parser.add_argument_group("data")
-    data.add_argument("--max_frames", type=int, default=200, help="Frames (10 ms) per training crop")
-    data.add_argument("--eval_frames", type=int, default=None,
+    data.add_argument("--max_frames", type=whole_number(0), default=200, help="Frames (10 ms) per training crop")
+    data.add_argument("--eval_frames", type=whole_number(0), default=None,
                       help="Frames per evaluation crop, 0 = whole file (default: --max_frames, as the seed)")
-    data.add_argument("--batch_size", type=int, default=200, help="Speakers (groups) per batch")
-    data.add_argument("--max_seg_per_spk", type=int, default=100, help="Maximum utterances per speaker per epoch")
-    data.add_argument("--nDataLoaderThread", type=int, default=5, help="Audio-loading worker processes")
+    data.add_argument("--batch_size", type=whole_number(1), default=200, help="Speakers (groups) per batch")
+    data.add_argument("--max_seg_per_spk", type=whole_number(1), default=100, help="Maximum utterances per speaker per epoch")
+    data.add_argument("--nDataLoaderThread", type=whole_number(0), default=5, help="Audio-loading worker processes")
     data.add_argument("--train_list", type=str, default="", help="Train list: 'speaker path' per line")
     data.add_argument("--test_list", type=str, default="", help="Test list: 'label enrol test' per line")
     data.add_argument("--train_path", type=str, default="voxceleb2", help="Root of the train list's paths")
     data.add_argument("--test_path", type=str, default="voxceleb1", help="Root of the test list's paths")
 
     train = parser.add_argument_group("training")
-    train.add_argument("--test_interval", type=int, default=10, help="Evaluate, decay the LR and save every N epochs")
-    train.add_argument("--max_epoch", type=int, default=500, help="Last epoch")
+    train.add_argument("--test_interval", type=whole_number(1), default=10, help="Evaluate, decay the LR and save every N epochs")
+    train.add_argument("--max_epoch", type=whole_number(0), default=500, help="Last epoch")
     train.add_argument("--trainfunc", type=str, default="", help="Loss: a module name in loss/")
     train.add_argument("--optimizer", type=str, default="adam", help="Optimizer: a module name in optimizer/")
     train.add_argument("--scheduler", type=str, default="steplr", help="LR schedule: a module name in scheduler/")
-    train.add_argument("--lr", type=float, default=0.001, help="Learning rate")
-    train.add_argument("--lr_decay", type=float, default=0.95, help="LR factor every --test_interval epochs")
-    train.add_argument("--weight_decay", type=float, default=None, help="Weight decay (default: the optimizer's)")
-    train.add_argument("--hard_prob", type=float, default=0.5, help="Hard negative probability (triplet/contrastive)")
-    train.add_argument("--hard_rank", type=int, default=10, help="Hard negative rank (triplet/contrastive)")
-    train.add_argument("--margin", type=float, default=1, help="Loss margin")
-    train.add_argument("--scale", type=float, default=15, help="Loss scale (AM/AAM-softmax)")
-    train.add_argument("--nSpeakers", type=int, default=None,
+    train.add_argument("--lr", type=real_number(0), default=0.001, help="Learning rate")
+    train.add_argument("--lr_decay", type=real_number(0), default=0.95, help="LR factor every --test_interval epochs")
+    train.add_argument("--weight_decay", type=real_number(0), default=None, help="Weight decay (default: the optimizer's)")
+    train.add_argument("--hard_prob", type=real_number(0, 1), default=0.5, help="Hard negative probability (triplet/contrastive)")
+    train.add_argument("--hard_rank", type=whole_number(), default=10, help="Hard negative rank (triplet/contrastive)")
+    train.add_argument("--margin", type=real_number(), default=1, help="Loss margin")
+    train.add_argument("--scale", type=real_number(), default=15, help="Loss scale (AM/AAM-softmax)")
+    train.add_argument("--nSpeakers", type=whole_number(1), default=None,
                        help="As the seed: softmax classes for softmax-family losses (default %d), utterances "
                             "per speaker per batch for metric losses (default %d)" % (DEFAULT_NCLASSES,
                                                                                       DEFAULT_NPERSPEAKER))
-    train.add_argument("--nClasses", type=int, default=None, help="Softmax classes (wins over --nSpeakers)")
-    train.add_argument("--nPerSpeaker", type=int, default=None,
+    train.add_argument("--nClasses", type=whole_number(1), default=None, help="Softmax classes (wins over --nSpeakers)")
+    train.add_argument("--nPerSpeaker", type=whole_number(1), default=None,
                        help="Utterances per speaker per batch for metric losses (wins over --nSpeakers)")
-    train.add_argument("--seed", type=int, default=0, help="Seed of weights, sampling and crops")
+    train.add_argument("--seed", type=whole_number(0), default=0, help="Seed of weights, sampling and crops")
     train.add_argument("--mixedprec", action="store_true", help="fp16 autocast on CUDA, bf16 on CPU")
     train.add_argument("--distributed", action="store_true", help="DistributedDataParallel under torchrun")
     train.add_argument("--eval_untrained", action="store_true",
@@ -73,7 +73,7 @@ def build_parser():
     model.add_argument("--model", type=str, default="", help="Network: a module name in models/")
     model.add_argument("--encoder_type", "--encoder", dest="encoder_type", type=str, default="SAP",
                        help="Temporal pooling: SAP, TAP or MAX")
-    model.add_argument("--nOut", type=int, default=512, help="Embedding size")
+    model.add_argument("--nOut", type=whole_number(1), default=512, help="Embedding size")
 
     extra = parser.add_argument_group("beyond the original (all off by default)")
     extra.add_argument("--augment", action="store_true",
@@ -94,11 +94,11 @@ def build_parser():
     extra.add_argument("--cohort_list", type=str, default="",
                        help="Score-norm cohort: one path per line (or a train list), relative to --cohort_path")
     extra.add_argument("--cohort_path", type=str, default="", help="Root of the cohort list's paths")
-    extra.add_argument("--top_k", type=int, default=300, help="AS-norm: highest cohort scores kept per side")
+    extra.add_argument("--top_k", type=whole_number(1), default=300, help="AS-norm: highest cohort scores kept per side")
     extra.add_argument("--export", type=str, default=None, choices=EXPORT_FORMATS,
                        help="Only write the embedding network of --initial_model to --export_out")
     extra.add_argument("--export_out", type=str, default="", help="File that --export writes")
-    extra.add_argument("--average_last", type=int, default=0,
+    extra.add_argument("--average_last", type=whole_number(), default=0,
                        help="Only average the last N models of --save_path/model into one .model")
     return parser
 
@@ -107,7 +107,7 @@ def parse_args(argv=None):
     parser = build_parser()
     early, _ = parser.parse_known_args(argv)
     if early.config:
-        parser.set_defaults(**read_config(early.config, {action.dest for action in parser._actions} - {"help"}))
+        parser.set_defaults(**read_config(early.config, parser))
     args = parser.parse_args(argv)
     if args.eval_frames is None:
         args.eval_frames = args.max_frames
@@ -134,9 +134,12 @@ def eval_mode(args, net, dist_env):
     from voxtrainer import log, score_norm
     from voxtrainer.checkpoints import model_paths
     from voxtrainer.evaluation import evaluate_list, report
+    from voxtrainer.experiment import prepare_folder
     source = args.initial_model or (model_paths(args.save_path) or [""])[-1]
     if not source:
         raise InputError("--eval needs --initial_model (or a trained model in %s/model)" % args.save_path)
+    if dist_env.is_main:
+        prepare_folder(args.save_path, subfolders=("result",))
     net.loadParameters(source)
     log.info("Model %s loaded!" % source)
     if args.score_norm != "none":
@@ -175,18 +178,27 @@ def export_mode(args, net, dist_env):
     export_checkpoint(net, args.initial_model, args.export, args.export_out)
 
 
-def train_mode(args, net, dist_env, nPerSpeaker, device):
+def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
     import torch
     from voxtrainer import log
     from voxtrainer.datasets import make_train_loader
     from voxtrainer.evaluation import evaluate_list
+    from voxtrainer.experiment import exclusive_run, prepare_folder
     from voxtrainer.lists import TestList, TrainList
     from voxtrainer.plugins import load_plugin
     from voxtrainer.training import Run, train
+    # Everything that can be checked is checked here, before the first epoch.
     if not args.train_list or not args.test_list:
         raise InputError("training needs --train_list and --test_list (or --eval to only score a list)")
+    if args.max_frames < 1:
+        raise InputError("--max_frames %d: a training crop needs at least 1 frame" % args.max_frames)
     train_list = TrainList(args.train_list, args.train_path)
-    TestList(args.test_list, args.test_path)  # fail now, not after the first epochs
+    TestList(args.test_list, args.test_path).check_audio()
+    loss_class = load_plugin("loss", args.trainfunc)
+    if loss_class.classifies_speakers and nClasses < train_list.num_speakers:
+        raise InputError("--nClasses %d: %s has %d speakers, and --trainfunc %s needs a class for each (the seed "
+                         "sets it with --nSpeakers)" % (nClasses, args.train_list, train_list.num_speakers,
+                                                       args.trainfunc))
     augment = None
     if args.augment:
         from voxtrainer.augment import Augmenter
@@ -198,21 +210,24 @@ def train_mode(args, net, dist_env, nPerSpeaker, device):
     scheduler = load_plugin("scheduler", args.scheduler)(optimizer, test_interval=args.test_interval,
                                                          lr_decay=args.lr_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=args.mixedprec and device.type == "cuda")
-    result_dir = os.path.join(args.save_path, "result")
-    os.makedirs(os.path.join(args.save_path, "model"), exist_ok=True)
-    os.makedirs(result_dir, exist_ok=True)
-    if dist_env.is_main:
-        save_config(args.save_path, {name: value for name, value in vars(args).items() if name != "config"})
-    log.info("%d utterances of %d speakers, %d batches of %d x %d per epoch" % (
-        len(train_list.files), train_list.num_speakers, len(sampler), args.batch_size, nPerSpeaker))
-    run = Run(args.model, args.initial_model, args.save_path, args.max_epoch, args.test_interval, args.mixedprec,
-              args.eval_untrained, settings=vars(args))
+    identity = {"model": args.model, "encoder_type": args.encoder_type, "nOut": args.nOut,
+                "trainfunc": args.trainfunc}
+    if loss_class.classifies_speakers:
+        identity["nClasses"] = nClasses
+    run = Run(args.model, identity, args.lr, args.initial_model, args.save_path, args.max_epoch, args.test_interval,
+              args.mixedprec, args.eval_untrained, settings=vars(args))
 
     def evaluate():
         return evaluate_list(net, args.test_list, args.test_path, args.eval_frames,
                              num_workers=args.nDataLoaderThread, progress=dist_env.is_main)
 
-    with log.log_file(os.path.join(result_dir, log.LOG_FILE)) if dist_env.is_main else contextlib.nullcontext():
+    if not dist_env.is_main:  # rank 0 owns the folder and writes in it
+        return train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evaluate, dist_env)
+    prepare_folder(args.save_path)
+    with exclusive_run(args.save_path), log.log_file(os.path.join(args.save_path, "result", log.LOG_FILE)):
+        save_config(args.save_path, {name: value for name, value in vars(args).items() if name != "config"})
+        log.info("%d utterances of %d speakers, %d batches of %d x %d per epoch" % (
+            len(train_list.files), train_list.num_speakers, len(sampler), args.batch_size, nPerSpeaker))
         train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evaluate, dist_env)
 
 
@@ -220,8 +235,9 @@ def train_mode(args, net, dist_env, nPerSpeaker, device):
 MODES = {"eval": eval_mode, "extract": extract_mode, "export": export_mode}
 
 
-def run(argv):
+def run(argv, seen):
     args = parse_args(argv)
+    seen["save_path"] = args.save_path
     chosen = ["--" + dest for dest in list(MODES) + ["average_last"] if getattr(args, dest)]
     if len(chosen) > 1:
         raise InputError("%s are separate modes: give one of them" % " and ".join(chosen))
@@ -251,19 +267,33 @@ def run(argv):
             net = net.to(memory_format=runtime.preferred_memory_format(device))
         if args.mixedprec and runtime.mixedprec_warning(device):
             log.warning(runtime.mixedprec_warning(device))
+        args.nDataLoaderThread = runtime.loader_processes(args.nDataLoaderThread)
         for dest, mode in MODES.items():
             if getattr(args, dest):
                 return mode(args, net, dist_env)
-        train_mode(args, net, dist_env, nPerSpeaker, device)
+        train_mode(args, net, dist_env, nClasses, nPerSpeaker, device)
     finally:
         dist_env.close()
         log.quiet_console(False)
 
 
 def main(argv=None):
-    return run_command(lambda: run(argv), prefix="", error_status=2,
-                       interrupted_message="interrupted; the last saved checkpoint is intact")
+    seen = {}
+
+    def interrupted():
+        from voxtrainer.checkpoints import model_paths
+        saved = model_paths(seen["save_path"]) if "save_path" in seen else []
+        if not saved:
+            return "interrupted before any checkpoint was saved"
+        return "interrupted; the last saved checkpoint is intact (%s): run the same command to resume" % saved[-1]
+
+    return run_command(lambda: run(argv, seen), prefix="", error_status=2, interrupted_message=interrupted)
+
+
+def stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt  # `kill` ends a run as Ctrl-C does: the same message, the same clean-up
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     sys.exit(main())

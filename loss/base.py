@@ -22,7 +22,9 @@ class SpeakerLoss(nn.Module):
     trials are scored: a concrete loss, or the family base it derives from, states both, and
     defining one that does not raises TypeError there rather than at training time.
     `utterances_per_speaker` fixes nPerSpeaker when the loss's arithmetic needs a given
-    count; None leaves it to the command line. Pass `abstract=True` in the class statement
+    count; None leaves it to the command line. `classifies_speakers` says the loss has one
+    output per training speaker (--nClasses of them), so the trainer can refuse a train list
+    with more speakers than classes before the first step instead of failing inside it. Pass `abstract=True` in the class statement
     of a family base that leaves any of this to its subclasses. Constructors take keyword
     arguments and ignore those they do not use, because SpeakerNet passes every option to
     every loss.
@@ -37,6 +39,7 @@ class SpeakerLoss(nn.Module):
     train_normalize: bool
     test_normalize: bool
     utterances_per_speaker: Optional[int] = None
+    classifies_speakers = False
 
     def __init_subclass__(cls, abstract=False, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -82,6 +85,7 @@ class MarginSoftmax(SpeakerLoss, abstract=True):
     train_normalize = False
     test_normalize = True
     utterances_per_speaker = 1  # one utterance per class label
+    classifies_speakers = True
 
     def __init__(self, margin, scale):
         super().__init__()

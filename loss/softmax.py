@@ -9,6 +9,7 @@ class LossFunction(SpeakerLoss):
     train_normalize = False
     test_normalize = True
     utterances_per_speaker = 1  # one utterance per class label
+    classifies_speakers = True
 
     def __init__(self, nOut=512, nClasses=5994, **kwargs):
         super().__init__()

@@ -54,3 +54,14 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def assert_one_error_line(stderr, *needles):
+    """The trainer's promise for bad input: no traceback, one line `error: ...` (after any progress
+    bar cleared with a carriage return) holding every needle."""
+    assert "Traceback" not in stderr, stderr
+    line = stderr.split("\r")[-1].strip()
+    assert line.startswith("error: ") and "\n" not in line, stderr
+    for needle in needles:
+        assert needle in line, line
+    return line

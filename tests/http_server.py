@@ -1,6 +1,7 @@
 """The one fake HTTP server of the dataprep tests: serves bytes from memory on 127.0.0.1, with
 optional basic auth, `Range: bytes=N-` resumption and faults to inject (a connection dropped
-half-way, corrupted bytes, an HTTP error, a redirect), and records every request it gets."""
+half-way, corrupted bytes, an HTTP error, a redirect, something happening between the headers and
+the body), and records every request it gets."""
 
 import base64
 import http.server
@@ -18,7 +19,8 @@ class FakeServer:
         self.drop_after = {}        # path -> bytes to send before hanging up (once)
         self.corrupt_once = set()
         self.fail_once = {}         # path -> HTTP status to answer once
-        self.redirects = {}         # path -> absolute URL
+        self.redirects = {}         # path -> absolute URL (any text: it is sent as the Location)
+        self.before_body = {}       # path -> function to call (once) after the headers, before the body
         self.expected_auth = None
         if credentials is not None:
             self.expected_auth = "Basic " + base64.b64encode(":".join(credentials).encode()).decode()
@@ -80,6 +82,11 @@ class FakeServer:
                     data = data[start:]
                 if path in fake.drop_after:
                     return self._hang_up_after(fake.drop_after.pop(path), status, data, headers)
+                if path in fake.before_body:
+                    self._send_head(status, headers, len(data))
+                    self.wfile.flush()
+                    fake.before_body.pop(path)()
+                    return self.wfile.write(data)
                 self._reply(status, data, headers)
 
             def _range_start(self):

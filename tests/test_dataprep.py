@@ -11,6 +11,7 @@ import importlib.util
 import io
 import os
 import pkgutil
+import re
 import shutil
 import signal
 import stat
@@ -179,14 +180,16 @@ def write_lists(folder, server, dataset, paths=None):
     return ["--fileparts", str(fileparts), "--files", str(files), "--lists_url", server.url("/meta/")]
 
 
-def run_dataprep(*args, password=PASSWORD, env=None, cwd=None, timeout=60):
+def run_dataprep(*args, password=PASSWORD, env=None, cwd=None, timeout=60, wrapper=None):
+    """dataprep.py ARGS as a user runs it (or `python WRAPPER dataprep.py ARGS`)."""
     if "--download" in args or "--lists_only" in args:
         assert "--lists_url" in args, "tests must never reach the real VoxCeleb site"
     environment = {key: value for key, value in os.environ.items() if not key.startswith("VOXCELEB_")}
     if password is not None:
         environment.update(VOXCELEB_USER=USER, VOXCELEB_PASSWORD=password)
     environment.update(env or {})
-    return subprocess.run([sys.executable, str(DATAPREP), *map(str, args), "--retry_wait", "0.01"],
+    program = [str(wrapper), str(DATAPREP)] if wrapper is not None else [str(DATAPREP)]
+    return subprocess.run([sys.executable, *program, *map(str, args), "--retry_wait", "0.01"],
                           capture_output=True, text=True, timeout=timeout, env=environment,
                           stdin=subprocess.DEVNULL, cwd=cwd)
 
@@ -196,6 +199,24 @@ def assert_clean_failure(result, *phrases):
     assert "Traceback" not in result.stderr, result.stderr
     for phrase in phrases:
         assert phrase in result.stderr, result.stderr
+
+
+PROGRESS_BAR = re.compile(r"\d+%\|")
+
+
+def assert_one_line_error(result, *phrases):
+    """Exit status 1, no traceback, and nothing on stderr but progress bars and one last line,
+    `dataprep.py: error: ...`, holding `phrases`. Returns that line."""
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    segments = [segment.strip() for segment in re.split(r"[\r\n]", result.stderr) if segment.strip()]
+    lines = [segment for segment in segments if not PROGRESS_BAR.search(segment)]
+    assert len(lines) == 1 and lines[0] == segments[-1], result.stderr
+    line = lines[0]
+    assert line.startswith("dataprep.py: error: "), line
+    for phrase in phrases:
+        assert phrase in line, line
+    return line
 
 
 def assert_password_absent(result, folder=None):
@@ -401,6 +422,246 @@ def test_a_web_page_instead_of_a_list_is_refused(tmp_path, vox1_server):
     result = run_dataprep("--save_path", tmp_path, "--lists_only", "--lists_url", vox1_server.url("/meta/"))
     assert_clean_failure(result, "is not a VoxCeleb list", "--make_lists")
     assert not (tmp_path / "train_list.txt").exists()
+
+
+# ---------------------------------------------------------------------------
+# Hostile inputs and faults: one line each, never a traceback, never a password
+
+
+@pytest.mark.parametrize("flag", ["--fileparts", "--augment_list"])
+@pytest.mark.parametrize("line", [
+    f"http://{USER}:{PASSWORD}@127.0.0.1/vox1a/vox1_test_wav.zip 0123 extra",     # short md5, extra field
+    f"http://{USER}:{PASSWORD}@127.0.0.1/vox1a/vox1_test_wav.zip",                # no md5
+    f"http://{USER}:a/{PASSWORD} #x@y@127.0.0.1/musan.tar.gz {'0' * 32}",          # unencoded / # @ and space
+])
+def test_malformed_list_line_with_a_password_is_echoed_without_it(tmp_path, flag, line):
+    listfile = tmp_path / "list.txt"
+    listfile.write_text(f"# a comment\n{line}\n")
+    step = ["--download", "--lists_url", "http://127.0.0.1:9/meta/"] if flag == "--fileparts" else ["--augment"]
+    result = run_dataprep("--save_path", tmp_path / "data", *step, flag, listfile, password=None)
+    assert_one_line_error(result, f"{listfile}:2: expected 2 fields ending in an md5 sum", "127.0.0.1/")
+    assert_password_absent(result)
+
+
+@pytest.mark.parametrize("flag", ["--fileparts", "--augment_list"])
+def test_well_formed_list_line_with_a_password_is_refused_without_echoing_it(tmp_path, flag):
+    listfile = tmp_path / "list.txt"
+    listfile.write_text(f"http://{USER}:{PASSWORD}@127.0.0.1/vox1a/vox1_test_wav.zip {'0' * 32}\n")
+    step = ["--download", "--lists_url", "http://127.0.0.1:9/meta/"] if flag == "--fileparts" else ["--augment"]
+    result = run_dataprep("--save_path", tmp_path / "data", *step, flag, listfile, password=None)
+    assert_one_line_error(result, f"http://127.0.0.1/vox1a/vox1_test_wav.zip in {listfile}",
+                          "remove the user name/password")
+    assert_password_absent(result)
+
+
+def test_redirect_loop_is_one_line_naming_the_url(tmp_path, vox1_server):
+    vox1_server.redirects["/loop/a.zip"] = vox1_server.url("/loop/b.zip")
+    vox1_server.redirects["/loop/b.zip"] = vox1_server.url("/loop/a.zip")
+    (tmp_path / "list.txt").write_text(f"{vox1_server.url('/loop/a.zip')} {'0' * 32}\n")
+    result = run_dataprep("--save_path", tmp_path / "data", "--download", "--fileparts", tmp_path / "list.txt",
+                          "--lists_url", vox1_server.url("/meta/"))
+    assert_one_line_error(result, f"{vox1_server.url('/loop/a.zip')} redirects in a loop")
+    assert "retrying" not in result.stderr
+    assert not list((tmp_path / "data").iterdir())
+
+
+FAKE_DISK_WRAPPER = """
+# python fake_disk.py dataprep.py ARGS: dataprep.py on a pretend disk of $FAKE_DISK_SIZE bytes at
+# $FAKE_DISK, for machines where a tmpfs cannot be mounted. Files written there through open() fail
+# with ENOSPC once full, and shutil.disk_usage reports its free space.
+import builtins, errno, os, runpy, shutil, sys
+
+ROOT, SIZE = os.path.realpath(os.environ["FAKE_DISK"]), int(os.environ["FAKE_DISK_SIZE"])
+real_open, real_disk_usage = builtins.open, shutil.disk_usage
+
+def under_root(path):
+    return os.path.realpath(os.fspath(path)).startswith(ROOT + os.sep)
+
+def free():
+    return SIZE - sum(os.path.getsize(os.path.join(folder, name)) for folder, _, names in os.walk(ROOT)
+                      for name in names)
+
+def disk_usage(path):
+    if not under_root(os.path.join(path, "x")):
+        return real_disk_usage(path)
+    return real_disk_usage(path)._replace(total=SIZE, used=SIZE - free(), free=max(free(), 0))
+
+class Limited:
+    def __init__(self, handle):
+        self._handle = handle
+    def write(self, data):
+        self._handle.flush()
+        room = max(free(), 0)
+        if len(data) > room:
+            self._handle.write(data[:room])
+            self._handle.flush()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self._handle.write(data)
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        self._handle.close()
+
+def limited_open(file, mode="r", *args, **kwargs):
+    handle = real_open(file, mode, *args, **kwargs)
+    writes = any(letter in mode for letter in "wax+")
+    return Limited(handle) if writes and isinstance(file, (str, os.PathLike)) and under_root(file) else handle
+
+builtins.open, shutil.disk_usage = limited_open, disk_usage
+sys.argv = sys.argv[1:]
+sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))     # as if dataprep.py were run directly
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+class SmallDisk:
+    """A 1 MiB file system at `path`: a real tmpfs where this process may mount one (root), else
+    FAKE_DISK_WRAPPER pretends inside the dataprep.py process."""
+    SIZE = 1 << 20
+
+    def __init__(self, tmp_path):
+        self.path = tmp_path / "small_disk"
+        self.path.mkdir()
+        self.mounted = False
+        if os.geteuid() == 0 and shutil.which("mount"):
+            self.mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.SIZE}", "tmpfs", str(self.path)],
+                                          capture_output=True).returncode == 0
+        self.env, self.wrapper = {}, None
+        if not self.mounted:
+            self.wrapper = tmp_path / "fake_disk.py"
+            self.wrapper.write_text(FAKE_DISK_WRAPPER)
+            self.env = {"FAKE_DISK": str(self.path), "FAKE_DISK_SIZE": str(self.SIZE)}
+
+    def free(self):
+        if self.mounted:
+            return shutil.disk_usage(self.path).free
+        return self.SIZE - sum(path.stat().st_size for path in self.path.rglob("*") if path.is_file())
+
+    def fill(self, leave):
+        """Take up all but `leave` bytes with a file named `filler`."""
+        (self.path / "filler").write_bytes(bytes(self.free() - leave))
+        assert self.free() == leave
+
+    def run(self, *args):
+        return run_dataprep("--save_path", self.path, *args, env=self.env, wrapper=self.wrapper)
+
+    def close(self):
+        if self.mounted:
+            subprocess.run(["umount", str(self.path)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    disk = SmallDisk(tmp_path)
+    yield disk
+    disk.close()
+
+
+def serve_one_file(server, tmp_path, name, data):
+    server.served[f"/big/{name}"] = data
+    (tmp_path / "list.txt").write_text(f"{server.url('/big/' + name)} {md5(data)}\n")
+    return ["--download", "--fileparts", tmp_path / "list.txt", "--lists_url", server.url("/meta/")]
+
+
+def test_download_larger_than_the_free_space_fails_before_it_starts(tmp_path, vox1_server, small_disk):
+    name, data = "vox1_big.zip", bytes(range(256)) * 8192      # 2 MiB, on a 1 MiB disk
+    flags = serve_one_file(vox1_server, tmp_path, name, data)
+    result = small_disk.run(*flags)
+    assert_one_line_error(result, f"not enough disk space for {small_disk.path / name}: 2.1 MB more needed, "
+                                  f"1.0 MB free; free some space")
+    assert "retrying" not in result.stderr
+    assert len(vox1_server.part_requests(name)) == 1
+    assert not list(small_disk.path.iterdir()), "a partial file was left behind"
+
+
+def test_disk_filling_up_during_a_download_stops_and_the_rerun_resumes(tmp_path, vox1_server, small_disk):
+    from voxtrainer.data.report import format_bytes
+    name, data = "vox1_big.zip", bytes(range(256)) * 3072       # 768 kB: fits the 1 MiB disk when it starts
+    partial = small_disk.path / f"{name}.download"
+    flags = serve_one_file(vox1_server, tmp_path, name, data)
+
+    def fill_the_disk_once_the_download_has_started():
+        deadline = time.monotonic() + 20
+        while not partial.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        small_disk.fill(leave=256 * 1024)
+    vox1_server.before_body[f"/big/{name}"] = fill_the_disk_once_the_download_has_started
+
+    full = small_disk.run(*flags)
+    kept = partial.stat().st_size
+    assert 0 < kept < len(data)
+    assert_one_line_error(full, f"not enough disk space for {small_disk.path / name}: "
+                                f"{format_bytes(len(data) - kept)} more needed, 0 bytes free; "
+                                f"the {format_bytes(kept)} already downloaded stay in {partial} and a re-run "
+                                f"resumes from there")
+    assert "retrying" not in full.stderr
+    assert len(vox1_server.part_requests(name)) == 1
+    assert not (small_disk.path / name).exists()
+
+    (small_disk.path / "filler").unlink()
+    resumed = small_disk.run(*flags)
+    assert resumed.returncode == 0, resumed.stderr
+    assert vox1_server.part_requests(name)[-1][1] == f"bytes={kept}-"
+    assert (small_disk.path / name).read_bytes() == data
+
+
+@pytest.mark.parametrize("case", ["redirect to ftp", "redirect to a broken URL", "web page", "connection refused"])
+def test_hostile_server_answers_are_one_line(tmp_path, vox1_server, case):
+    name = "vox1_test_wav.zip"
+    url = vox1_server.url(f"/hostile/{name}")
+    if case == "redirect to ftp":
+        vox1_server.redirects[f"/hostile/{name}"] = f"ftp://{USER}:{PASSWORD}@127.0.0.1/{name}"
+        expected = [f"{url} redirects to ftp://127.0.0.1/{name}: only http:// and https://"]
+    elif case == "redirect to a broken URL":
+        vox1_server.redirects[f"/hostile/{name}"] = "http://[::1/" + name
+        expected = [url, "not a valid URL"]
+    elif case == "web page":
+        vox1_server.served[f"/hostile/{name}"] = b"\n<!DOCTYPE html><html><body>Please log in</body></html>"
+        expected = [f"{url} sent a web page instead of the file"]
+    else:
+        with FakeServer() as closed:
+            url = closed.url(f"/hostile/{name}")     # a port nothing listens on any more
+        expected = [f"giving up on {url} after 1 failed attempts", "Connection refused"]
+    (tmp_path / "list.txt").write_text(f"{url} {'0' * 32}\n")
+    result = run_dataprep("--save_path", tmp_path / "data", "--download", "--fileparts", tmp_path / "list.txt",
+                          "--lists_url", vox1_server.url("/meta/"), "--retries", "0")
+    assert_one_line_error(result, *expected)
+    assert_password_absent(result, tmp_path / "data")
+    assert not list((tmp_path / "data").iterdir())
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("http://[::1/a.zip", "not a valid URL"),
+    ("http://127.0.0.1:port/a.zip", "not a valid URL (the port"),
+    ("http:///a.zip", "not a valid URL (no host name)"),
+    ("http://127.0.0.1/caf\u00e9.zip", "must be percent-encoded"),
+    ("ftp://127.0.0.1/a.zip", "only http:// and https://"),
+    ("http://127.0.0.1/vox1a/..", "does not end in a file name"),
+])
+def test_unusable_urls_in_the_list_are_one_line(tmp_path, url, expected):
+    (tmp_path / "list.txt").write_text(f"{url} {'0' * 32}\n", encoding="utf-8")
+    result = run_dataprep("--save_path", tmp_path / "data", "--download", "--fileparts", tmp_path / "list.txt",
+                          "--lists_url", "http://127.0.0.1:9/meta/")
+    assert_one_line_error(result, url, expected)
+
+
+def test_unusable_list_and_folders_are_one_line(tmp_path, vox1_server, vox1_only):
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00 not text")
+    not_text = run_dataprep("--save_path", tmp_path / "data", "--download", "--fileparts", tmp_path / "binary.txt",
+                            "--lists_url", vox1_server.url("/meta/"))
+    assert_one_line_error(not_text, f"cannot read list {tmp_path / 'binary.txt'}: not a UTF-8 text file")
+
+    (tmp_path / "a_file").write_text("")
+    flags = write_lists(tmp_path, vox1_server, vox1_only, [vox1_only.part("vox1_test_wav.zip")])
+    under_a_file = run_dataprep("--save_path", tmp_path / "a_file" / "data", "--download", *flags)
+    assert_one_line_error(under_a_file, f"cannot create --save_path {tmp_path / 'a_file' / 'data'}")
+
+    (tmp_path / "data" / "vox1_test_wav.zip").mkdir(parents=True)
+    folder_in_the_way = run_dataprep("--save_path", tmp_path / "data", "--download", *flags)
+    assert_one_line_error(folder_in_the_way, f"{tmp_path / 'data' / 'vox1_test_wav.zip'} is a folder")
 
 
 # ---------------------------------------------------------------------------

@@ -3,19 +3,42 @@ or kill -9 never leaves a truncated file where a complete one (or none) was."""
 
 import contextlib
 import os
+import re
+import shutil
+
+from voxtrainer.errors import InputError
+
+TEMPORARY = re.compile(r"\.tmp(\d+)$")
 
 
 @contextlib.contextmanager
 def atomic_output(path):
     """A temporary name beside `path` to write to: renamed to `path` when the block ends normally,
-    removed when it raises."""
+    removed when it raises. A failed write (a full disk, a read-only folder) is an InputError
+    naming the file: the previous version, if any, is unchanged."""
     temporary = "%s.tmp%d" % (path, os.getpid())
     try:
         yield temporary
         os.replace(temporary, path)
+    except OSError as error:
+        raise InputError(write_failure(path, error)) from error
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def write_failure(path, error):
+    """One line on why `path` could not be written, with the free space of its disk."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    reason = getattr(error, "strerror", None) or (str(error).strip().splitlines() or [type(error).__name__])[0]
+    if free is not None and free < (1 << 20):
+        reason = "the disk is full"
+    space = "" if free is None else ", %.1f MB free there" % (free / 1e6)
+    return "cannot write %s (%s%s); the previous file, if any, is unchanged" % (path, reason, space)
 
 
 def write_text(path, text):
@@ -30,3 +53,27 @@ def save_npz(path, **arrays):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_output(path) as temporary, open(temporary, "wb") as handle:
         numpy.savez(handle, **arrays)  # a handle, not a name: savez would append .npz to a name
+
+
+def process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder):
+    """Remove the temporary files that processes killed mid-write (kill -9) left in `folder`;
+    those of running processes stay. Returns the removed paths."""
+    removed = []
+    if not os.path.isdir(folder):
+        return removed
+    for name in os.listdir(folder):
+        match = TEMPORARY.search(name)
+        if match and not process_alive(int(match.group(1))):
+            os.remove(os.path.join(folder, name))
+            removed.append(os.path.join(folder, name))
+    return removed

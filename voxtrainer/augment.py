@@ -11,7 +11,7 @@ import numpy
 import soundfile
 from scipy import signal
 
-from voxtrainer.audio import SAMPLE_RATE
+from voxtrainer.audio import SAMPLE_RATE, read_samples
 from voxtrainer.errors import InputError
 
 # MUSAN folder: (SNR range in dB, range of how many of its files are mixed into one crop).
@@ -109,21 +109,25 @@ class Augmenter:
     def noise_crop(path, length, rng):
         """`length` samples from a random position; a shorter file is repeated (wrap padding, as the
         later voxceleb_trainer), so that the noise lasts the whole crop."""
+        hint = "; remove it from the --musan_path folder"
         with open_audio(path, "--musan_path") as handle:
             if handle.frames >= length:
                 handle.seek(int(rng.random() * (handle.frames - length + 1)))
-                audio = handle.read(length, dtype="int16")
-            else:
-                audio = numpy.resize(handle.read(dtype="int16"), length)
-        return audio.astype(numpy.float32)
+                return read_samples(handle, length, hint)
+            return numpy.resize(read_samples(handle, handle.frames, hint), length)
 
     def reverberate(self, crop, rng):
         """The crop convolved with a unit-energy RIR, cut to the crop's length (the reverberant tail
-        past the crop is dropped, as in voxceleb_trainer)."""
+        past the crop is dropped, as in voxceleb_trainer). The RIR is read as float64 at whatever
+        scale its format has (not through read_samples: the unit-energy scaling makes the scale
+        irrelevant, and the int16 conversion would cut the quiet tail of 24-bit or float RIRs)."""
         path = rng.choice(self.rir_files)
         with open_audio(path, "--rir_path") as handle:
             rir = handle.read(dtype="float64")
         energy = numpy.sum(rir ** 2)
+        if not numpy.isfinite(energy):
+            raise InputError("%s: room impulse response holds non-finite samples (NaN or infinity); remove it from "
+                             "the --rir_path folder" % path)
         if energy == 0:
             raise InputError("%s: room impulse response is all zeros; remove it from the --rir_path folder" % path)
         # float32 FFTs: half the time of float64, far below the crop's int16 resolution.

@@ -13,10 +13,14 @@ from typing import Callable, NamedTuple
 import torch
 
 from voxtrainer import log
-from voxtrainer.atomic import atomic_output
+from voxtrainer.atomic import atomic_output, write_failure
 from voxtrainer.errors import InputError
 
 MODEL_GLOB = "model0*.model"
+
+
+class DamagedCheckpoint(InputError):
+    """A checkpoint file that cannot be read (truncated, corrupt, not a checkpoint)."""
 
 
 def read_state_dict(path):
@@ -28,15 +32,18 @@ def read_state_dict(path):
         raise InputError("%s: checkpoint not found" % path)
     except Exception as error:  # torch raises many types for foreign or corrupt files
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise InputError("%s: not a readable checkpoint (%s)" % (path, first))
+        raise DamagedCheckpoint("%s: not a readable checkpoint (%s)" % (path, first))
     if not isinstance(loaded, dict) or not all(torch.is_tensor(value) for value in loaded.values()):
-        raise InputError("%s: not a state_dict checkpoint of tensors" % path)
+        raise DamagedCheckpoint("%s: not a state_dict checkpoint of tensors" % path)
     return {name[len("module."):] if name.startswith("module.") else name: value for name, value in loaded.items()}
 
 
 def atomic_torch_save(obj, path):
     with atomic_output(path) as temporary:
-        torch.save(obj, temporary)
+        try:
+            torch.save(obj, temporary)
+        except RuntimeError as error:  # how torch.save reports a failed write, a full disk included
+            raise InputError(write_failure(path, error)) from error
 
 
 def save_state_dict(module, path):
@@ -59,7 +66,14 @@ def load_parameters(module, path, required_prefix="__S__."):
     if any(required.values()):
         details = "; ".join("%s: %s" % (kind, ", ".join(names[:3]) + (" ..." if len(names) > 3 else ""))
                             for kind, names in required.items() if names)
-        raise InputError("%s: does not fit this --model/--encoder_type/--nOut (%s)" % (path, details))
+        flags = "--model/--encoder_type/--nOut" + ("" if required_prefix else "/--trainfunc/--nClasses")
+        raise InputError("%s: does not fit this %s (%s)" % (path, flags, details))
+    non_finite = [name for name, value in loaded.items() if name.startswith(required_prefix)
+                  and value.is_floating_point() and not torch.isfinite(value).all()]
+    if non_finite:
+        raise InputError("%s: holds NaN or infinite weights (%s), as a diverged training leaves them; use an "
+                         "earlier checkpoint" % (path, ", ".join(non_finite[:3]) + (" ..." if len(non_finite) > 3
+                                                                                     else "")))
     optional = [name.split(" ")[0] for names in problems.values() for name in names]
     if optional:
         log.warning("%s: loss-head parameters do not fit --trainfunc/--nClasses (%s); they keep their initial "
@@ -95,10 +109,18 @@ class StatePart(NamedTuple):
     set: Callable
 
 
-def training_state(optimizer, scheduler, scaler):
+def training_state(optimizer, scheduler, scaler, identity):
     """Everything besides the weights that a resumed run needs to continue bit-identically, by
-    the name it has in the `.state` file."""
+    the name it has in the `.state` file; `identity` (the settings that make the network and
+    its loss head) must be the saved run's."""
+    def check_identity(saved):
+        differing = ["--%s %s (the run has %s)" % (name, identity.get(name), value)
+                     for name, value in sorted(saved.items()) if identity.get(name) != value]
+        if differing:
+            raise InputError("cannot resume: %s; use another --save_path for a new run" % "; ".join(differing))
+
     parts = {
+        "run": StatePart(lambda: dict(identity), check_identity),
         "optimizer": StatePart(optimizer.state_dict, optimizer.load_state_dict),
         "scheduler": StatePart(scheduler.state_dict, scheduler.load_state_dict),
         "scaler": StatePart(scaler.state_dict, scaler.load_state_dict),
@@ -119,21 +141,29 @@ def save_checkpoint(net, state_parts, epoch, model_dir):
     return path
 
 
-def restore_checkpoint(net, state_parts, model_path, replay_schedule):
-    """Load `model_path` and the training state beside it; a model of the original trainer has
-    none: then `replay_schedule(epochs)` catches the LR up and the optimizer starts afresh.
-    Returns whether a training state was found."""
-    load_parameters(net, model_path)
+def read_training_state(model_path):
+    """The .state beside a .model, or None for a model of the original trainer (which has none)."""
     path = state_file(model_path)
     if not os.path.isfile(path):
-        replay_schedule(epoch_of(model_path))
-        return False
+        return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise InputError("%s: not a readable training state (%s)" % (path, str(error).strip().splitlines()[0]))
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # as read_state_dict: a truncated or foreign file
+        raise DamagedCheckpoint("%s: not a readable training state (%s)" % (
+            path, (str(error).strip().splitlines() or [type(error).__name__])[0]))
+
+
+def restore_checkpoint(net, state_parts, model_path):
+    """Load `model_path`, every tensor of it (the loss head too: a resumed run must be the same
+    run), and the training state beside it. Returns whether there was a training state."""
+    state = read_training_state(model_path)
+    if state is not None and "run" in state_parts and "run" in state:
+        state_parts["run"].set(state["run"])  # before the weights: a mismatch is named as such
+    load_parameters(net, model_path, required_prefix="")
+    if state is None:
+        return False
     for name, part in state_parts.items():
-        if name in state:
+        if name in state and name != "run":
             part.set(state[name])
     return True
 

@@ -1,6 +1,8 @@
 """YAML configuration files: `--config FILE` sets any flag by its name (the command line wins),
 and a training run saves its resolved settings as save_path/config.yaml, which --config accepts."""
 
+import argparse
+import math
 import os
 
 import yaml
@@ -12,9 +14,77 @@ ALIASES = {"encoder": "encoder_type"}  # the seed README's spelling
 SAVED_FILE = "config.yaml"
 
 
-def read_config(path, known_settings):
-    """Flag values from a YAML mapping; InputError for a missing or malformed file or a name that
-    is not in `known_settings`."""
+def whole_number(minimum=None):
+    """An argparse type: an integer, at least `minimum` when given."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("expected a whole number, not %r" % text)
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError("must be at least %d, not %d" % (minimum, value))
+        return value
+    parse.__name__ = "whole number"
+    return parse
+
+
+def real_number(minimum=None, maximum=None):
+    """An argparse type: a finite number within [minimum, maximum] where given."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("expected a number, not %r" % text)
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError("must be a finite number, not %r" % text)
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            bounds = ("at least %g" % minimum if maximum is None else "at most %g" % maximum if minimum is None
+                      else "between %g and %g" % (minimum, maximum))
+            raise argparse.ArgumentTypeError("must be %s, not %g" % (bounds, value))
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Command-line mistakes are InputErrors: one line naming the flag, exit status 2, like every
+    other bad input (argparse would print the whole usage first)."""
+
+    def error(self, message):
+        raise InputError("%s (see --help)" % message)
+
+
+def checked_value(action, value, path):
+    """A YAML value for the flag of `action`, held to the command line's rules: the type (a YAML
+    string "false" is not a switch's false), the range and the choices."""
+    where = "%s: %s" % (path, action.dest)
+    if action.nargs == 0:  # a switch: store_true
+        if not isinstance(value, bool):
+            raise InputError("%s: expected true or false, not %r" % (where, value))
+        return value
+    if value is None and action.default is None:
+        return None
+    expected = {int: int, float: (int, float)}.get(action.type, str)
+    if getattr(action.type, "__name__", "") == "whole number":
+        expected = int
+    elif getattr(action.type, "__name__", "") == "number":
+        expected = (int, float)
+    if isinstance(value, bool) or not isinstance(value, expected):
+        raise InputError("%s: expected %s, not %r" % (where, "a whole number" if expected is int else
+                                                      "a number" if expected != str else "a string", value))
+    if action.type is not None and not isinstance(action.type, type):
+        try:
+            value = action.type(str(value))
+        except argparse.ArgumentTypeError as error:
+            raise InputError("%s: %s" % (where, error))
+    if action.choices is not None and value not in action.choices:
+        raise InputError("%s: %r is not one of %s" % (where, value, ", ".join(map(str, action.choices))))
+    return value
+
+
+def read_config(path, parser):
+    """Flag values from a YAML mapping, each checked as the command line would check it;
+    InputError for a missing or malformed file, an unknown name or a bad value."""
     try:
         with open(path) as handle:
             config = yaml.safe_load(handle) or {}
@@ -25,10 +95,11 @@ def read_config(path, known_settings):
     if not isinstance(config, dict):
         raise InputError("%s: expected a mapping of flag names to values" % path)
     config = {ALIASES.get(key, key): value for key, value in config.items()}
-    unknown = sorted(set(config) - set(known_settings))
+    actions = {action.dest: action for action in parser._actions if action.dest != "help"}
+    unknown = sorted(set(map(str, config)) - set(actions))
     if unknown:
-        raise InputError("%s: unknown setting(s) %s" % (path, ", ".join(map(str, unknown))))
-    return config
+        raise InputError("%s: unknown setting(s) %s" % (path, ", ".join(unknown)))
+    return {name: checked_value(actions[name], value, path) for name, value in config.items()}
 
 
 def save_config(save_path, settings):

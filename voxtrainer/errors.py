@@ -20,14 +20,15 @@ class InputError(Exception):
 
 def run_command(action, prefix, error_status, interrupted_message):
     """Exit status of `action()`: 0, `error_status` after printing `<prefix>error: <line>` for an
-    InputError, 130 after printing `<prefix><interrupted_message>` for Ctrl-C (or SIGTERM turned
-    into KeyboardInterrupt)."""
+    InputError, 130 after printing `<prefix><interrupted_message>` (a string, or a function giving
+    one) for Ctrl-C (or SIGTERM turned into KeyboardInterrupt)."""
     try:
         action()
     except InputError as error:
         print("%serror: %s" % (prefix, error.line), file=sys.stderr)
         return error_status
     except KeyboardInterrupt:
-        print("%s%s" % (prefix, interrupted_message), file=sys.stderr)
+        message = interrupted_message() if callable(interrupted_message) else interrupted_message
+        print("%s%s" % (prefix, message), file=sys.stderr)
         return 130
     return 0

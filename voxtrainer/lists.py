@@ -1,10 +1,17 @@
 """The list files: train lists (`speaker path`), test lists (`label enrol test`) and plain path
-lists; every bad line or missing file is an InputError naming the file and line."""
+lists; every bad line or missing file is an InputError naming the file and line.
+
+Lists are read as UTF-8 (a byte-order mark, as Windows editors write, is dropped); a line that is
+not UTF-8 is an InputError naming it."""
 
 import os
-import random
+import re
 
 from voxtrainer.errors import InputError
+
+LABELS = {"0": 0, "1": 1}
+PROGRESS_MIN_FILES = 1000  # check_audio_files shows a progress bar from this many files on
+UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, as errors="surrogateescape" keeps them
 
 
 def read_list(listfile, fields, what):
@@ -12,8 +19,14 @@ def read_list(listfile, fields, what):
     if not os.path.isfile(listfile):
         raise InputError("%s: %s not found" % (listfile, what))
     rows = []
-    with open(listfile) as handle:
+    with open(listfile, encoding="utf-8-sig", errors="surrogateescape") as handle:
         for number, line in enumerate(handle, start=1):
+            if not line.isascii():
+                undecodable = UNDECODABLE.search(line)
+                if undecodable:
+                    raise InputError("%s:%d: not UTF-8 text (byte 0x%02x); save the %s as UTF-8" % (
+                        listfile, number, ord(undecodable.group()) - 0xdc00, what))
+                line = line.lstrip("\ufeff")  # the mark of a second list concatenated to the first
             parts = line.split()
             if not parts:
                 continue
@@ -35,6 +48,28 @@ def check_files_exist(paths, listfile, root_flag, shown=5):
             listfile, len(missing), examples, root_flag))
 
 
+def check_audio_files(paths, listfile, progress=True, what="audio"):
+    """Read the header of every unique file of (line_number, path) pairs (voxtrainer.audio.audio_info);
+    InputError `<listfile>:<line>: <file>: <problem>` for the first bad one in list order (8 kHz,
+    stereo, empty or unreadable). A progress bar (stderr) for lists of PROGRESS_MIN_FILES files or more."""
+    from tqdm import tqdm
+
+    from voxtrainer.audio import audio_info
+    first_line = {}
+    for number, path in paths:
+        first_line.setdefault(path, number)
+    bar = tqdm(first_line.items(), desc="Checking %s" % what, unit="file", leave=False,
+               disable=not progress or len(first_line) < PROGRESS_MIN_FILES)
+    try:
+        for path, number in bar:
+            try:
+                audio_info(path)
+            except InputError as error:
+                raise InputError("%s:%d: %s" % (listfile, number, error.line))
+    finally:
+        bar.close()
+
+
 class TrainList:
     """A `speaker relative/path.wav` list: file paths and integer labels (sorted speaker ids)."""
 
@@ -53,23 +88,44 @@ class TrainList:
 
 
 class TestList:
-    """A `label enrol test` list (label optional, as the original) and its unique files."""
+    """A `label enrol test` list (label 1: same speaker, 0: different) and its unique files.
+
+    Unlike the original, which gives an unlabelled trial a random label (and so prints a meaningless
+    EER), every trial must be labelled, and both labels must occur."""
+
+    __test__ = False  # not a pytest test class, although test files import it
 
     def __init__(self, test_list, test_path):
         rows = read_list(test_list, fields=(2, 3), what="test list")
         self.labels, self.trials = [], []
-        for _, parts in rows:
-            # The original draws a random label for unlabelled trials; the EER is then meaningless.
-            self.labels.append(int(parts[0]) if len(parts) == 3 else random.randint(0, 1))
-            self.trials.append((parts[-2], parts[-1]))
+        for number, parts in rows:
+            if len(parts) == 2:
+                raise InputError("%s:%d: trial has no label; a test list needs 'label enrol test' lines, label 1 for "
+                                 "the same speaker and 0 for different ones, to compute an EER" % (test_list, number))
+            if parts[0] not in LABELS:
+                raise InputError("%s:%d: label must be 0 or 1, found %r" % (test_list, number, parts[0]))
+            self.labels.append(LABELS[parts[0]])
+            self.trials.append((parts[1], parts[2]))
         self.files = sorted({name for trial in self.trials for name in trial})
-        first_line = {}
+        self.first_line = {}  # name: first line naming it, in list order
         for (number, _), trial in zip(rows, self.trials):
             for name in trial:
-                first_line.setdefault(name, number)
+                self.first_line.setdefault(name, number)
         self.test_path = test_path
-        check_files_exist([(first_line[name], os.path.join(test_path, name)) for name in self.files],
-                          test_list, "--test_path")
+        self.listfile = test_list
+        check_files_exist(self.paths_with_line_numbers(), test_list, "--test_path")
+        if len(set(self.labels)) < 2:
+            raise InputError("%s: all %d trials have label %d; an EER needs both target (1) and non-target (0) "
+                             "trials" % (test_list, len(self.labels), self.labels[0]))
+
+    def paths_with_line_numbers(self):
+        """(first line naming it, path under test_path) of every unique file, in list order."""
+        return [(number, os.path.join(self.test_path, name)) for name, number in self.first_line.items()]
+
+    def check_audio(self, progress=True):
+        """InputError for the first file (in list order) that is not 16 kHz mono audio with samples,
+        naming the list, the line and the file: for a trainer to call before the first epoch."""
+        check_audio_files(self.paths_with_line_numbers(), self.listfile, progress, what="test audio")
 
 
 def read_path_list(listfile, root, root_flag, what, min_files=1):

@@ -69,6 +69,21 @@ def mixedprec_warning(device):
     return None
 
 
+def loader_processes(requested):
+    """At most one audio-loading process per usable core: more only compete for the cores (and
+    make PyTorch warn at every loader). The reduction is said once, on one line."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    if requested <= cores:
+        return requested
+    from voxtrainer import log
+    log.info("--nDataLoaderThread %d: this machine has %d usable cores, so %d loader processes are used" % (
+        requested, cores, cores))
+    return cores
+
+
 def seed_everything(seed):
     """Python's, numpy's and torch's generators: weights, sampling and crops follow from the seed."""
     random.seed(seed)

@@ -2,6 +2,7 @@
 `test_interval` epochs and resumes where it stopped. Every caller (the trainer, the benchmarks)
 trains through `train_step`."""
 
+import math
 import os
 import time
 from typing import NamedTuple
@@ -67,23 +68,30 @@ def current_lr(optimizer):
     return max(group["lr"] for group in optimizer.param_groups)
 
 
-def resume(net, state_parts, scheduler, save_path, initial_model):
-    """Continue from the newest model of `save_path`, else start from `initial_model` (if any).
-    Returns the first epoch to train."""
-    saved = checkpoints.model_paths(save_path)
-    if saved:
-        newest = saved[-1]
-
-        def replay_schedule(epochs):
-            for _ in range(epochs):
+def resume(net, state_parts, scheduler, save_path, initial_model, lr):
+    """Continue from the newest readable model of `save_path` (a damaged newest one, e.g. cut by
+    a full disk, is set aside as <name>.damaged with a warning), else start from `initial_model`
+    (if any). Returns the first epoch to train."""
+    for newest in reversed(checkpoints.model_paths(save_path)):
+        try:
+            found_state = checkpoints.restore_checkpoint(net, state_parts, newest)
+        except checkpoints.DamagedCheckpoint as error:
+            os.replace(newest, newest + ".damaged")
+            log.warning("%s; set aside as %s.damaged, resuming from the checkpoint before it" % (error.line, newest))
+            continue
+        epoch = checkpoints.epoch_of(newest)
+        if not found_state:  # a model of the original trainer: its LR decays replayed, a fresh optimizer
+            for _ in range(epoch):
                 scheduler.step()
-
-        if checkpoints.restore_checkpoint(net, state_parts, newest, replay_schedule):
-            log.info("Resumed from %s (epoch %d, LR %f)" % (newest, checkpoints.epoch_of(newest),
-                                                            current_lr(scheduler.optimizer)))
-        else:
             log.info("Model %s loaded from previous state (no training state: fresh optimizer)!" % newest)
-        return checkpoints.epoch_of(newest) + 1
+        else:
+            log.info("Resumed from %s (epoch %d, LR %f)" % (newest, epoch, current_lr(scheduler.optimizer)))
+            initial_lr = getattr(scheduler, "base_lrs", [lr])[0]
+            if not math.isclose(initial_lr, lr):
+                log.warning("--lr %g is not this run's initial LR %g: the resumed run goes on with its saved "
+                            "schedule (LR %g now); use another --save_path to train with a new --lr" % (
+                                lr, initial_lr, current_lr(scheduler.optimizer)))
+        return epoch + 1
     if initial_model:
         net.loadParameters(initial_model)
         log.info("Model %s loaded!" % initial_model)
@@ -109,8 +117,10 @@ class ScoreFile:
 
 
 class Run(NamedTuple):
-    """What a training run is called, where it starts and writes, and when it evaluates."""
+    """What a training run is, where it starts and writes, and when it evaluates."""
     model_name: str
+    identity: dict      # the settings that make the network and its loss head: a resumed run must match
+    lr: float           # the requested initial LR
     initial_model: str  # weights to start from when save_path holds no model yet ("" for none)
     save_path: str
     max_epoch: int
@@ -126,8 +136,8 @@ def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evalu
     costs the trained epochs. Returns the last EER (or None)."""
     model_dir = os.path.join(run.save_path, "model")
     result_dir = os.path.join(run.save_path, "result")
-    state_parts = checkpoints.training_state(optimizer, scheduler, scaler)
-    first_epoch = resume(net, state_parts, scheduler, run.save_path, run.initial_model)
+    state_parts = checkpoints.training_state(optimizer, scheduler, scaler, run.identity)
+    first_epoch = resume(net, state_parts, scheduler, run.save_path, run.initial_model, run.lr)
     model = net
     if dist_env.enabled:
         model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"

@@ -3,15 +3,21 @@ lists and the --augment archives all come through Downloader.
 
 A file only ever carries its final name once its checksum has been verified; until then it is
 `<name>.download`, which a re-run resumes with a Range request. The password is only ever turned
-into a header, and URLs are redacted before they appear in a message."""
+into a header, and URLs are redacted before they appear in a message.
+
+Every failure the user can do something about is a DataprepError (one line, no traceback): a bad URL,
+an HTTP error, a redirect loop, a web page instead of the file, a full disk. Network trouble and
+server overload are retried."""
 
 import base64
+import errno
 import fnmatch
 import getpass
 import hashlib
 import http.client
 import os
 import re
+import shutil
 import sys
 import time
 import urllib.error
@@ -19,7 +25,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from voxtrainer.data.report import DataprepError, byte_bar, note
+from voxtrainer.data.report import DataprepError, byte_bar, format_bytes, note
 
 # (name on the server, name in DIR, pattern its first line must match)
 META_LISTS = (
@@ -30,6 +36,8 @@ USER_ENV, PASSWORD_ENV = "VOXCELEB_USER", "VOXCELEB_PASSWORD"
 MIRROR_HINT = "if the files have moved, point --fileparts/--files (and --lists_url) at a mirror's lists"
 DOWNLOAD_SUFFIX = ".download"   # unfinished downloads; never matched by the part globs of files.txt
 CHUNK = 1 << 20
+# A write that fails with one of these means a full disk (or quota): retrying cannot help.
+DISK_FULL_ERRNOS = {errno.ENOSPC} | ({errno.EDQUOT} if hasattr(errno, "EDQUOT") else set())
 
 
 def file_md5(path):
@@ -45,23 +53,38 @@ def file_md5(path):
 
 
 def check_url(url, where):
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise DataprepError(f"{redact_url(url)} {where}: only http:// and https:// URLs are supported")
-    if parts.username is not None or parts.password is not None:
-        raise DataprepError(f"{redact_url(url)} {where}: remove the user name/password from the URL; "
+    """Refuse, before anything is fetched, a URL that cannot be fetched as written."""
+    shown = redact_url(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:      # e.g. an unclosed [IPv6 address]
+        raise DataprepError(f"{shown} {where}: not a valid URL") from None
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise DataprepError(f"{shown} {where}: remove the user name/password from the URL; "
                             f"use --user and {PASSWORD_ENV} instead")
+    if parts.scheme not in ("http", "https"):
+        raise DataprepError(f"{shown} {where}: only http:// and https:// URLs are supported")
+    try:
+        parts.port
+    except ValueError:
+        raise DataprepError(f"{shown} {where}: not a valid URL (the port is not a number from 0 to 65535)") from None
+    if not parts.hostname:
+        raise DataprepError(f"{shown} {where}: not a valid URL (no host name)")
+    odd = next((char for char in url if not "!" <= char <= "~"), None)
+    if odd is not None:
+        raise DataprepError(f"{shown} {where}: not a valid URL (spaces, control and non-ASCII characters such as "
+                            f"{odd!r} must be percent-encoded)")
 
 
-def redact_url(url):
-    """The URL without any user:password@ part, for messages."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+# From the first "://" to the last "@": the user:password@ part of every URL in the text, even one whose
+# password holds unencoded "/", "@", "#" or spaces. A path or query containing "@" loses more than
+# the credentials in messages, which is the safe side to err on.
+_CREDENTIALS = re.compile(r"://.*@")
+
+
+def redact_url(text):
+    """The URL (or a list line holding URLs) without any user:password@ part, for messages."""
+    return _CREDENTIALS.sub("://", text)
 
 
 def same_site(old_url, new_url):
@@ -123,6 +146,11 @@ class _AuthKeepingRedirectHandler(urllib.request.HTTPRedirectHandler):
     the Authorization header where that is safe."""
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):
+        # urllib would follow a redirect to ftp:// too; the same words as its own refusals (see
+        # _redirect_error).
+        if urllib.parse.urlsplit(newurl).scheme not in ("http", "https"):
+            raise urllib.error.HTTPError(newurl, code, f"{msg} - Redirection to url '{newurl}' is not allowed",
+                                         headers, fp)
         new_request = super().redirect_request(req, fp, code, msg, headers, newurl)
         auth = req.unredirected_hdrs.get("Authorization")
         if new_request is not None and auth and same_site(req.full_url, newurl):
@@ -158,7 +186,7 @@ class Downloader:
             size_before = _size(partial)
             try:
                 self._fetch(url, partial)
-                self._check(partial, md5, validate)
+                self._check(url, partial, md5, validate)
                 os.replace(partial, dest)
                 return
             except TransientError as err:
@@ -174,11 +202,15 @@ class Downloader:
                 time.sleep(wait)
 
     @staticmethod
-    def _check(partial, md5, validate):
+    def _check(url, partial, md5, validate):
         if md5 is not None:
             actual = file_md5(partial)
             if actual != md5:
+                web_page = _is_web_page(partial)
                 partial.unlink()
+                if web_page:    # a login or error page: fetching it again gives the same page
+                    raise DataprepError(f"{redact_url(url)} sent a web page instead of the file (a login or "
+                                        f"error page?); {MIRROR_HINT}")
                 raise ChecksumMismatch(f"checksum mismatch (expected {md5}, got {actual})")
         if validate is not None:
             validate(partial)
@@ -197,18 +229,32 @@ class Downloader:
             err.close()
             if err.code == 416 and offset:
                 return      # already complete (or too long): the checksum decides
+            if 300 <= err.code < 400:
+                raise _redirect_error(url, err) from None
             if err.code == 401 and self.credentials is not None and not same_site(url, err.url):
                 raise DataprepError(f"{redact_url(url)} redirects to {redact_url(err.url)}, which asks for a "
                                     f"password; credentials are only sent to the host of the list") from None
             raise self._http_error(url, err.code, err.reason) from None
+        except (http.client.InvalidURL, ValueError) as err:
+            # A URL urllib or http.client cannot send (one a redirect led to: check_url vetted the
+            # lists): the same every time, so not worth retrying.
+            raise DataprepError(f"{redact_url(url)} cannot be fetched: it (or a URL it redirects to) is not "
+                                f"a valid URL ({_one_line(err)})") from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
             raise TransientError(_describe_network_error(err)) from None
         with response:
             mode = self._resume_mode(response, partial, offset)
             if mode == "wb":
                 offset = 0
+                # The server sends the whole file again: what is there cannot be resumed from it, and
+                # its space counts as free for the check below.
+                partial.unlink(missing_ok=True)
             length = response.headers.get("Content-Length")
             length = int(length) if length and length.isdigit() else None
+            if length is not None:
+                free = _free_space(partial)
+                if free < length:
+                    raise _no_space(partial, length, free)
             self._stream(response, partial, mode, offset, length)
 
     @staticmethod
@@ -225,14 +271,24 @@ class Downloader:
     def _stream(response, partial, mode, offset, length):
         received = 0
         total = offset + length if length is not None else None
-        with open(partial, mode) as out, byte_bar(partial.name[:-len(DOWNLOAD_SUFFIX)], total, offset) as bar:
-            try:
-                for block in iter(lambda: response.read(CHUNK), b""):
+        try:
+            with open(partial, mode) as out, byte_bar(partial.name[:-len(DOWNLOAD_SUFFIX)], total, offset) as bar:
+                while True:
+                    try:
+                        block = response.read(CHUNK)
+                    except (OSError, http.client.HTTPException) as err:
+                        raise TransientError(_describe_network_error(err)) from None
+                    if not block:
+                        break
                     out.write(block)
                     received += len(block)
                     bar.update(len(block))
-            except (OSError, http.client.HTTPException) as err:
-                raise TransientError(_describe_network_error(err)) from None
+        except OSError as err:
+            # Opening, writing or closing the file: the network's errors became TransientError above.
+            if err.errno in DISK_FULL_ERRNOS:
+                raise _no_space(partial, None if total is None else total - _size(partial),
+                                _free_space(partial)) from None
+            raise DataprepError(f"cannot write {partial}: {err.strerror or err}") from None
         # http.client returns a short body silently when the server hangs up early.
         if length is not None and received < length:
             raise TransientError(f"connection closed after {offset + received} of {total} bytes")
@@ -251,8 +307,53 @@ class Downloader:
         if code in (404, 410):
             return DataprepError(f"{url} not found (HTTP {code}); {MIRROR_HINT}")
         if code in (408, 429) or code >= 500:
-            return TransientError(f"server error HTTP {code} {reason}")
-        return DataprepError(f"{url}: HTTP {code} {reason}")
+            return TransientError(f"server error HTTP {code} {_one_line(reason)}")
+        return DataprepError(f"{url}: HTTP {code} {_one_line(reason)}")
+
+
+def _redirect_error(url, err):
+    """The one-line error for a redirect urllib did not follow."""
+    reason = str(err.reason)
+    if reason.startswith(urllib.request.HTTPRedirectHandler.inf_msg):
+        return DataprepError(f"{redact_url(url)} redirects in a loop (or more than "
+                             f"{urllib.request.HTTPRedirectHandler.max_redirections} times), so it cannot be "
+                             f"downloaded; {MIRROR_HINT}")
+    if "Redirection to url" in reason:
+        return DataprepError(f"{redact_url(url)} redirects to {redact_url(err.url)}: only http:// and https:// "
+                             f"URLs are supported")
+    return DataprepError(f"{redact_url(url)}: HTTP {err.code} {_one_line(reason)} (a redirect without a target)")
+
+
+def _one_line(text):
+    return " ".join(str(text).split())
+
+
+def _no_space(partial, needed, free):
+    """The one-line error for a download that does not fit on the disk (checked from Content-Length
+    before it starts, or met as ENOSPC/EDQUOT while writing).
+
+    What was downloaded stays in `partial`: a re-run after freeing space resumes from it, so the
+    bytes are not fetched twice, and the space needed (`needed`, the rest of the download) is the
+    same either way. Deleting it would free space that the re-run needs again; the message says
+    where it is and how big, for a user who would rather give up on the download."""
+    dest = partial.with_name(partial.name[:-len(DOWNLOAD_SUFFIX)])
+    need = (f"{format_bytes(needed)} more needed" if needed is not None
+            else "more space needed (the server did not say how much)")
+    kept = _size(partial)
+    resume = (f"; the {format_bytes(kept)} already downloaded stay in {partial} and a re-run resumes from there"
+              if kept else "")
+    return DataprepError(f"not enough disk space for {dest}: {need}, {format_bytes(free)} free{resume}; free "
+                         f"some space (or choose another --save_path) and re-run the same command")
+
+
+def _free_space(path):
+    return shutil.disk_usage(path.parent).free
+
+
+def _is_web_page(path):
+    with open(path, "rb") as handle:
+        head = handle.read(512).lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html"))
 
 
 def _size(path):
@@ -273,7 +374,7 @@ def download_parts(save_path, fileparts, joined_groups, downloader):
     joined_zip_of = _JoinedZips(save_path, joined_groups)
     for url, md5 in fileparts:
         name = Path(urllib.parse.urlsplit(url).path).name
-        if not name:
+        if not name or name == "..":
             raise DataprepError(f"{redact_url(url)}: the URL does not end in a file name")
         dest = save_path / name
         joined = None if dest.exists() else joined_zip_of(name)
@@ -285,8 +386,14 @@ def download_parts(save_path, fileparts, joined_groups, downloader):
 
 def fetch_verified(dest, url, md5, downloader):
     """Download `url` to `dest` unless a file with the right md5 is already there."""
+    if dest.is_dir():
+        raise DataprepError(f"{dest} is a folder, but {redact_url(url)} is to be downloaded there: rename "
+                            f"the folder or fetch from a URL with another file name")
     if dest.exists():
-        actual = file_md5(dest)
+        try:
+            actual = file_md5(dest)
+        except OSError as err:
+            raise DataprepError(f"cannot read {dest} to check it: {err.strerror or err}") from None
         if actual == md5:
             print(f"{dest.name}: already downloaded, checksum OK")
             return

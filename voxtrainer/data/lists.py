@@ -8,7 +8,7 @@ import os
 import re
 from pathlib import Path
 
-from voxtrainer.data.download import check_url
+from voxtrainer.data.download import check_url, redact_url
 from voxtrainer.data.report import DataprepError, note
 
 
@@ -31,6 +31,8 @@ def _read_list(path, n_fields):
         lines = path.read_text().splitlines()
     except OSError as err:
         raise DataprepError(f"cannot read list {path}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise DataprepError(f"cannot read list {path}: not a UTF-8 text file") from None
     rows = []
     for number, line in enumerate(lines, 1):
         line = line.strip()
@@ -38,8 +40,9 @@ def _read_list(path, n_fields):
             continue
         fields = line.split()
         if len(fields) != n_fields or not re.fullmatch(r"[0-9a-fA-F]{32}", fields[-1]):
+            # The line may hold a URL with a password in it (which read_fileparts would refuse).
             raise DataprepError(f"{path}:{number}: expected {n_fields} fields ending in an md5 sum, "
-                                f"got {line!r}")
+                                f"got {redact_url(line)!r}")
         rows.append(fields[:-1] + [fields[-1].lower()])
     return rows
 

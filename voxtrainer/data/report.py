@@ -14,6 +14,16 @@ class DataprepError(InputError):
     """An expected failure: reported as one line, without a traceback."""
 
 
+def format_bytes(count):
+    """`count` bytes for a message: "0 bytes", "512 bytes", "3.4 kB", "1.2 MB", "8.3 GB" (powers of 1000)."""
+    if count < 1000:
+        return f"{count} byte" if count == 1 else f"{count} bytes"
+    for unit in ("kB", "MB", "GB", "TB"):
+        count /= 1000
+        if count < 1000 or unit == "TB":
+            return f"{count:.1f} {unit}"
+
+
 def note(message):
     tqdm.write(message, file=sys.stderr)
 
