@@ -41,8 +41,36 @@ def test_trial_scores_are_minus_the_mean_crop_pair_distance_with_pairwise_distan
     enrol, test = torch.randn(5, 3, 8), torch.randn(5, 3, 8)
     expected = [-numpy.mean([[numpy.linalg.norm(e - t + 1e-6) for t in tt] for e in ee])
                 for ee, tt in zip(enrol.double().numpy(), test.double().numpy())]
-    assert numpy.allclose(trial_scores(enrol, test, block=2).numpy(), expected, atol=1e-6)
+    # files 0-4 are the enrol sides, 5-9 the test sides: trial t is file t against file 5 + t
+    scores = trial_scores(torch.cat([enrol, test]), torch.arange(5), torch.arange(5, 10), block=2)
+    assert numpy.allclose(scores.numpy(), expected, atol=1e-6)
 
+
+
+def gathered_trial_scores(enrol, test, block=4096):
+    """The trial scorer as it was before it gathered crops block by block: every trial's crops
+    gathered up front (enrol, test: (trials, crops, dim)), then scored 4096 trials at a time."""
+    return torch.cat([-torch.cdist(enrol[first:first + block] + 1e-6, test[first:first + block],
+                                   compute_mode="donot_use_mm_for_euclid_dist").flatten(-2).mean(dim=-1)
+                      for first in range(0, enrol.shape[0], block)])
+
+
+@pytest.mark.parametrize("block", [1, 7, 256, 4096])
+def test_scores_gathered_block_by_block_are_bit_for_bit_those_of_all_trials_gathered_at_once(block):
+    generator = torch.Generator().manual_seed(0)
+    embeddings = torch.randn(300, 10, 512, generator=generator)
+    enrol = torch.randint(0, 300, (1000,), generator=generator)
+    test = torch.randint(0, 300, (1000,), generator=generator)
+    enrol[:3] = test[:3]  # a file against itself, too
+    assert torch.equal(trial_scores(embeddings, enrol, test, block=block),
+                       gathered_trial_scores(embeddings[enrol], embeddings[test]))
+
+
+def test_trial_scores_of_an_empty_list_and_mismatched_indices():
+    embeddings = torch.randn(4, 10, 16)
+    assert trial_scores(embeddings, torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)).shape == (0,)
+    with pytest.raises(ValueError):
+        trial_scores(embeddings, torch.tensor([0, 1]), torch.tensor([2]))
 
 def test_eer_is_the_max_of_fpr_and_fnr_where_they_cross():
     scores = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]

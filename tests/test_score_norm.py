@@ -43,9 +43,9 @@ def tiny():
     cohort = rng.normal(size=(7, 3, 5)).astype(numpy.float32)
     trials = [("a.wav", "b.wav"), ("a.wav", "c.wav"), ("d.wav", "b.wav"), ("c.wav", "d.wav")]
     index = {name: position for position, name in enumerate(files)}
-    enrol = torch.from_numpy(embeddings[[index[a] for a, _ in trials]])
-    test = torch.from_numpy(embeddings[[index[b] for _, b in trials]])
-    raw = trial_scores(enrol, test).tolist()  # as evaluate_list scores the trials
+    enrol = torch.tensor([index[a] for a, _ in trials])
+    test = torch.tensor([index[b] for _, b in trials])
+    raw = trial_scores(torch.from_numpy(embeddings), enrol, test).tolist()  # as evaluate_list scores the trials
     return files, embeddings, cohort, trials, raw
 
 
@@ -76,8 +76,9 @@ def test_a_cohort_score_is_bit_for_bit_the_raw_trial_score_of_the_same_pair():
     generator = torch.Generator().manual_seed(0)
     files, cohort = torch.randn(6, 10, 512, generator=generator), torch.randn(9, 10, 512, generator=generator)
     cohort_scores = cross_scores(files, cohort)
+    both = torch.cat([files, cohort])  # cohort file c is file 6 + c
     for file_index, cohort_index in ((0, 0), (2, 5), (5, 8)):
-        raw = trial_scores(files[file_index:file_index + 1], cohort[cohort_index:cohort_index + 1])
+        raw = trial_scores(both, torch.tensor([file_index]), torch.tensor([6 + cohort_index]))
         assert cohort_scores[file_index, cohort_index].item() == raw.item()
 
 

@@ -39,3 +39,15 @@ def cpu_seconds(children=False):
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         seconds += usage.ru_utime + usage.ru_stime
     return seconds
+
+
+def children_cpu_seconds():
+    """CPU time of this process's finished child processes alone."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def children_peak_rss_mb():
+    """The largest peak RSS (MB) of this process's finished child processes (loader workers once
+    they have exited, subprocesses), getrusage's ru_maxrss: a maximum over all of them so far."""
+    return round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)

@@ -34,7 +34,7 @@ def evaluate_list(net, test_list, test_path, eval_frames, num_eval=10, num_worke
     index = {name: position for position, name in enumerate(trials.files)}
     enrol = torch.tensor([index[a] for a, _ in trials.trials], dtype=torch.long)
     test = torch.tensor([index[b] for _, b in trials.trials], dtype=torch.long)
-    scores = trial_scores(embeddings[enrol], embeddings[test]).tolist()
+    scores = trial_scores(embeddings, enrol, test).tolist()  # gathers the crops block by block
     return Evaluation(equal_error_rate(scores, trials.labels), scores, trials.labels,
                       ["%s %s" % trial for trial in trials.trials], trials.files, embeddings)
 
