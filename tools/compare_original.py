@@ -58,6 +58,7 @@ Nothing else is changed: the original's threads, loops and sleeps are what is ti
 """
 
 import argparse
+import importlib
 import json
 import os
 import re
@@ -145,8 +146,8 @@ def run_original(original, argv):
     load = torch.load
     torch.load = lambda f, *args, **kwargs: load(f, *args, **{"map_location": "cpu", **kwargs})
     try:
-        import torchaudio
-        which = "torchaudio %s" % torchaudio.__version__
+        # The original's own dependency, loaded for its process only; this project never needs it.
+        which = "torchaudio %s" % importlib.import_module("torchaudio").__version__
     except Exception:  # absent, or built for another torch
         sys.modules["torchaudio"] = torchaudio_standin()
         which = "stand-in (models/frontend.py)"
