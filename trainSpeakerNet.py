@@ -11,7 +11,7 @@ import signal
 import sys
 
 from voxtrainer import runtime  # first: it sets process settings that must precede torch
-from voxtrainer.config import OneLineParser, read_config, real_number, save_config, whole_number
+from voxtrainer.config import OneLineParser, read_config, real_number, save_config, truth_value, whole_number
 from voxtrainer.errors import InputError, run_command
 from voxtrainer.export import FORMATS as EXPORT_FORMATS
 from voxtrainer.score_norm import METHODS as SCORE_NORMS
@@ -72,8 +72,18 @@ def build_parser():
     model = parser.add_argument_group("model")
     model.add_argument("--model", type=str, default="", help="Network: a module name in models/")
     model.add_argument("--encoder_type", "--encoder", dest="encoder_type", type=str, default="SAP",
-                       help="Temporal pooling: SAP, TAP or MAX")
+                       help="Temporal pooling: SAP, TAP, MAX or ASP (ResNetSE34V2: SAP or ASP)")
     model.add_argument("--nOut", type=whole_number(1), default=512, help="Embedding size")
+
+    trainer2021 = parser.add_argument_group("2021 trainer")
+    trainer2021.add_argument("--n_mels", type=whole_number(8), default=40,
+                             help="Mel bands of the log-mel front end (ResNetSE34L, ResNetSE34V2)")
+    trainer2021.add_argument("--log_input", type=truth_value, nargs="?", const=True, default=True,
+                             help="Take the log of the mel bands: bare --log_input or --log_input True/False")
+    trainer2021.add_argument("--protocol", type=str, default=None, choices=["2020", "2021"],
+                             help="Audio protocol for training, evaluation and extraction: 2020 int16 values "
+                                  "and zero padding, 2021 floats and wrap padding (default: the model's, "
+                                  "2021 for ResNetSE34V2, else 2020)")
 
     extra = parser.add_argument_group("beyond the original (all off by default)")
     extra.add_argument("--augment", action="store_true",
@@ -150,7 +160,8 @@ def eval_mode(args, net, dist_env):
     result_dir = os.path.join(args.save_path, "result")
     report(result.scores, result.labels, result.trials, result_dir, "eval_scores.txt", "eval")
     if args.score_norm != "none":
-        setup = {"model": args.model, "encoder_type": args.encoder_type, "nOut": args.nOut, "trainfunc": args.trainfunc}
+        setup = {"model": args.model, "encoder_type": args.encoder_type, "nOut": args.nOut, "trainfunc": args.trainfunc,
+                 "n_mels": args.n_mels, "log_input": args.log_input, "protocol": net.protocol}
         names, cohort = score_norm.cohort_embeddings(net, source, args.cohort_list, args.cohort_path,
                                                      args.eval_frames, args.nDataLoaderThread, setup)
         normalised = score_norm.normalise_trials(args.score_norm, result.scores, result.trials, result.files,
@@ -205,13 +216,15 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
         augment = Augmenter(args.musan_path, args.rir_path)
     loader, sampler = make_train_loader(train_list, args.max_frames, nPerSpeaker, args.max_seg_per_spk,
                                         args.batch_size, args.nDataLoaderThread, args.seed,
-                                        num_replicas=dist_env.world_size, rank=dist_env.rank, augment=augment)
+                                        num_replicas=dist_env.world_size, rank=dist_env.rank, augment=augment,
+                                        protocol=net.protocol)
     optimizer = load_plugin("optimizer", args.optimizer)(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = load_plugin("scheduler", args.scheduler)(optimizer, test_interval=args.test_interval,
                                                          lr_decay=args.lr_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=args.mixedprec and device.type == "cuda")
     identity = {"model": args.model, "encoder_type": args.encoder_type, "nOut": args.nOut,
-                "trainfunc": args.trainfunc}
+                "trainfunc": args.trainfunc, "n_mels": args.n_mels, "log_input": args.log_input,
+                "protocol": net.protocol}
     if loss_class.classifies_speakers:
         identity["nClasses"] = nClasses
     run = Run(args.model, identity, args.lr, args.initial_model, args.save_path, args.max_epoch, args.test_interval,
@@ -260,7 +273,8 @@ def run(argv, seen):
         try:
             net = SpeakerNet(model=args.model, trainfunc=args.trainfunc, nOut=args.nOut,
                              encoder_type=args.encoder_type, nClasses=nClasses, margin=args.margin,
-                             scale=args.scale, hard_rank=args.hard_rank, hard_prob=args.hard_prob).to(device)
+                             scale=args.scale, hard_rank=args.hard_rank, hard_prob=args.hard_prob,
+                             n_mels=args.n_mels, log_input=args.log_input, protocol=args.protocol).to(device)
         except ValueError as error:  # e.g. an unknown --encoder_type
             raise InputError(str(error))
         if not args.export:  # exported files are traced from the contiguous layout

@@ -41,38 +41,20 @@ class SEBasicBlock(nn.Module):
         return self.relu(out + residual)
 
 
-class ResNetSE(PooledEmbeddingModel):
-    """The SE-ResNet-34 of ResNetSE34 and ResNetSE34L, which differ only in front end, stem
-    max-pool, stage strides and so in how many frequency rows the final average pool collapses.
+class SEResNetStages:
+    """The four residual stages and the weight init that every SE-ResNet here shares (mixed into
+    an nn.Module that sets `inplanes` to the stem's channels first)."""
 
-    Submodules are created in the original's order (stem, stages, encoder, then the weight
-    init), so a model built under a given torch seed starts from the original's weights; the
-    front end is registered after the stages, where its buffers sit in the original state_dict.
-    """
-
-    def __init__(self, frontend, nOut, encoder_type, *, stem_maxpool, strides, avgpool_rows,
-                 layers=(3, 4, 6, 3), num_filters=(16, 32, 64, 128), block=SEBasicBlock):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, num_filters[0], kernel_size=7, stride=(2, 1), padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(num_filters[0])
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=(2, 1), padding=1) if stem_maxpool else nn.Identity()
-        self.inplanes = num_filters[0]
+    def make_stages(self, block, layers, num_filters, strides):
         for index, (blocks, planes, stride) in enumerate(zip(layers, num_filters, strides), start=1):
             setattr(self, "layer%d" % index, self._make_layer(block, planes, blocks, stride))
-        self.torchfb = frontend
-        self.avgpool = nn.AvgPool2d((avgpool_rows, 1), stride=1)
-        self.init_encoder(encoder_type, num_filters[-1] * block.expansion, nOut)
-        self.init_weights()
 
-    def forward(self, waveform):
-        x = self.torchfb(waveform)
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.embed(self.avgpool(x).squeeze(2))
+    def stages(self, x):
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
     def init_weights(self):
-        """Kaiming-normal convolutions and unit BatchNorms, as the original."""
+        """Kaiming-normal 2-D convolutions and unit 2-D BatchNorms, as the originals (the 1-D
+        layers of an attention head keep PyTorch's defaults, as there)."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -91,3 +73,33 @@ class ResNetSE(PooledEmbeddingModel):
         self.inplanes = planes * block.expansion
         stage += [block(self.inplanes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*stage)
+
+
+class ResNetSE(PooledEmbeddingModel, SEResNetStages):
+    """The SE-ResNet-34 of ResNetSE34 and ResNetSE34L, which differ only in front end, stem
+    max-pool, stage strides and so in how many frequency rows the final average pool collapses.
+
+    Submodules are created in the original's order (stem, stages, encoder, then the weight
+    init), so a model built under a given torch seed starts from the original's weights; the
+    front end is registered after the stages, where its buffers sit in the original state_dict.
+    """
+
+    def __init__(self, frontend, nOut, encoder_type, *, stem_maxpool, strides, avgpool_rows,
+                 layers=(3, 4, 6, 3), num_filters=(16, 32, 64, 128), block=SEBasicBlock):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, num_filters[0], kernel_size=7, stride=(2, 1), padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(num_filters[0])
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=(2, 1), padding=1) if stem_maxpool else nn.Identity()
+        self.inplanes = num_filters[0]
+        self.make_stages(block, layers, num_filters, strides)
+        self.torchfb = frontend
+        self.avgpool = nn.AvgPool2d((avgpool_rows, 1), stride=1)
+        self.init_encoder(encoder_type, num_filters[-1] * block.expansion, nOut)
+        self.init_weights()
+
+    def forward(self, waveform):
+        x = self.torchfb(waveform)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.stages(x)
+        return self.embed(self.avgpool(x).squeeze(2))

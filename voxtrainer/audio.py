@@ -1,5 +1,12 @@
-"""Reading audio and cutting crops, exactly as the 2020 trainer did: int16 sample values as float
-(not scaled), `max_frames * 160 + 240` samples a crop, symmetric zero padding of short files.
+"""Reading audio and cutting crops, exactly as the original trainers did, by one of two protocols
+(`protocol`, passed down from SpeakerNet.protocol; --protocol):
+
+* "2020": int16 sample values as float (not scaled), short files zero-padded on both sides;
+* "2021": samples scaled to [-1, 1) (int16 / 32768, what soundfile.read gives by default), and a
+  file of at most one crop extended at its end by repeating it from its start (numpy 'wrap')
+  to one sample more than a crop.
+
+Both cut `max_frames * 160 + 240` samples a crop, evaluation crops at evenly spaced starts.
 
 Every read of audio samples goes through `read_samples`, the one home of "samples in int16 range":
 integer formats (16- and 24-bit PCM, FLAC, ...) through libsndfile's int16 conversion, as the
@@ -24,6 +31,7 @@ from voxtrainer.errors import InputError
 SAMPLE_RATE = 16000
 FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})  # soundfile's names of IEEE float sample formats
 INT16_SCALE = numpy.float32(32768)  # a power of two: float <-> int16 range is exact both ways
+PROTOCOLS = ("2020", "2021")
 
 
 def crop_samples(max_frames):
@@ -92,18 +100,40 @@ def symmetric_padding(num_samples, max_audio):
     return math.floor((max_audio - num_samples + 1) / 2) if num_samples <= max_audio else 0
 
 
-def loadWAV(filename, max_frames, evalmode=True, num_eval=10):
-    """The original's crops: `num_eval` evenly spaced crops in eval mode (one whole-file crop
-    when max_frames is 0), else one random crop (Python's `random`). Returns (crops, samples)."""
-    return crop_waveform(read_audio(filename), max_frames, evalmode, num_eval)
+def check_protocol(protocol):
+    if protocol not in PROTOCOLS:
+        raise InputError("unknown audio protocol %r: valid protocols are %s" % (protocol, ", ".join(PROTOCOLS)))
+    return protocol
 
 
-def crop_waveform(audio, max_frames, evalmode=True, num_eval=10):
-    """loadWAV's crops of a waveform already in memory (1-D float32, int16 range)."""
-    max_audio = crop_samples(max_frames)
+def wrap_padding(num_samples, max_audio):
+    """Samples the 2021 protocol appends to a file no longer than one crop (0 for longer files)."""
+    return max_audio - num_samples + 1 if num_samples <= max_audio else 0
+
+
+def pad_for_protocol(audio, max_audio, protocol):
+    """A whole file (1-D float32, int16 range) as the protocol's crops are cut from it: scaled and
+    wrap-padded (2021), or zero-padded on both sides (2020)."""
+    if check_protocol(protocol) == "2021":
+        audio = audio / INT16_SCALE  # exact: a power of two
+        extra = wrap_padding(audio.shape[0], max_audio)
+        return numpy.pad(audio, (0, extra), "wrap") if extra else audio
     shortage = symmetric_padding(audio.shape[0], max_audio)
     if shortage:
         audio = numpy.pad(audio, (shortage, shortage), "constant", constant_values=0)
+    return audio
+
+
+def loadWAV(filename, max_frames, evalmode=True, num_eval=10, protocol="2020"):
+    """The original's crops: `num_eval` evenly spaced crops in eval mode (one whole-file crop
+    when max_frames is 0), else one random crop (Python's `random`). Returns (crops, samples)."""
+    return crop_waveform(read_audio(filename), max_frames, evalmode, num_eval, protocol)
+
+
+def crop_waveform(audio, max_frames, evalmode=True, num_eval=10, protocol="2020"):
+    """loadWAV's crops of a waveform already in memory (1-D float32, int16 range)."""
+    max_audio = crop_samples(max_frames)
+    audio = pad_for_protocol(audio, max_audio, protocol)
     audiosize = audio.shape[0]
 
     if evalmode and max_frames == 0:
@@ -116,13 +146,14 @@ def crop_waveform(audio, max_frames, evalmode=True, num_eval=10):
     return torch.from_numpy(numpy.stack(crops, axis=0))
 
 
-def load_random_crop(filename, max_frames, rng):
+def load_random_crop(filename, max_frames, rng, protocol="2020"):
     """One training crop, as loadWAV(evalmode=False) with `rng` in place of the global `random`,
     reading only the samples it needs from disk (one open: header check, seek, read). A plain 16 kHz
     mono 16-bit PCM WAV file (VoxCeleb's format; pcm16_wav_data) is read directly, its int16 values
     being exactly what libsndfile returns, at a third of libsndfile's per-file cost; every other file
     goes through open_audio and read_samples."""
     max_audio = crop_samples(max_frames)
+    cut = random_crop if check_protocol(protocol) == "2020" else random_crop_2021
     try:
         raw = open(filename, "rb")
     except OSError:
@@ -132,14 +163,13 @@ def load_random_crop(filename, max_frames, rng):
             layout = pcm16_wav_data(raw)
             if layout is not None:
                 offset, num_samples = layout
-                return random_crop(num_samples, max_audio, rng,
-                                   lambda first, count: read_pcm16(raw, offset, first, count))
+                return cut(num_samples, max_audio, rng, lambda first, count: read_pcm16(raw, offset, first, count))
     with open_audio(filename) as handle:
         def read(first, count):
             if first:
                 handle.seek(first)
             return read_samples(handle, count)
-        return random_crop(handle.frames, max_audio, rng, read)
+        return cut(handle.frames, max_audio, rng, read)
 
 
 def random_crop(num_samples, max_audio, rng, read):
@@ -152,6 +182,19 @@ def random_crop(num_samples, max_audio, rng, read):
     crop = numpy.zeros(max_audio, dtype=numpy.float32)
     crop[first - start:last - start] = read(first, last - first)
     return crop
+
+
+def random_crop_2021(num_samples, max_audio, rng, read):
+    """random_crop by the 2021 protocol: scaled samples, a short file wrap-padded to max_audio + 1
+    samples (so its crop always starts at 0, the draw being still consumed), else a start drawn
+    over num_samples - max_audio."""
+    extra = wrap_padding(num_samples, max_audio)
+    if extra:
+        audio = pad_for_protocol(numpy.asarray(read(0, num_samples), dtype=numpy.float32), max_audio, "2021")
+        start = int(numpy.int64(rng.random() * (audio.shape[0] - max_audio)))
+        return audio[start:start + max_audio]
+    start = int(numpy.int64(rng.random() * (num_samples - max_audio)))
+    return numpy.asarray(read(start, max_audio), dtype=numpy.float32) / INT16_SCALE
 
 
 WAV_PCM16_MONO = (1, 1, SAMPLE_RATE, 2, 16)  # fmt chunk: format tag (PCM), channels, rate, block align, bits

@@ -1,7 +1,9 @@
 """On-the-fly augmentation of training crops with MUSAN noise, babble and music and with simulated
 room impulse responses, as the later voxceleb_trainer (AugmentWAV) and Kaldi's VoxCeleb recipe do.
 
-Crops are float32 in int16 range (voxtrainer.audio's convention); every random draw comes from the
+Crops are float32 in int16 range (voxtrainer.audio's convention), or in [-1, 1) under the 2021 audio
+protocol: noise is mixed at an SNR relative to the crop and RIRs have unit energy, so either scale
+works (only the 1e-4 floor of energy_db weighs differently). Every random draw comes from the
 `random.Random` passed in, so a crop's augmentation depends only on its sampler seed."""
 
 import contextlib

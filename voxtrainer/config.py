@@ -28,6 +28,19 @@ def whole_number(minimum=None):
     return parse
 
 
+def truth_value(text):
+    """An argparse type: True or False spelt true/false, yes/no, on/off or 1/0 (any case); the 2021
+    trainer's `--log_input True` and `--log_input False` both mean what they say."""
+    value = {"true": True, "yes": True, "on": True, "1": True,
+             "false": False, "no": False, "off": False, "0": False}.get(str(text).strip().lower())
+    if value is None:
+        raise argparse.ArgumentTypeError("expected True or False, not %r" % text)
+    return value
+
+
+truth_value.__name__ = "truth value"
+
+
 def real_number(minimum=None, maximum=None):
     """An argparse type: a finite number within [minimum, maximum] where given."""
     def parse(text):
@@ -64,6 +77,10 @@ def checked_value(action, value, path):
         return value
     if value is None and action.default is None:
         return None
+    if action.type is truth_value:
+        if not isinstance(value, bool):
+            raise InputError("%s: expected true or false, not %r" % (where, value))
+        return value
     expected = {int: int, float: (int, float)}.get(action.type, str)
     if getattr(action.type, "__name__", "") == "whole number":
         expected = int

@@ -19,20 +19,22 @@ class Group(NamedTuple):
 
 
 class TrainDataset(Dataset):
-    """Maps a Group to (crops (len(group), samples), label); `augment(crop, rng)` (augment.py), if
-    given, runs on each crop in the loader worker."""
+    """Maps a Group to (crops (len(group), samples), label), cut by the audio `protocol`
+    (voxtrainer/audio.py); `augment(crop, rng)` (augment.py), if given, runs on each crop in the
+    loader worker."""
 
-    def __init__(self, train_list, max_frames, augment=None):
+    def __init__(self, train_list, max_frames, augment=None, protocol="2020"):
         self.files = train_list.files
         self.max_frames = max_frames
         self.augment = augment
+        self.protocol = protocol
 
     def __len__(self):
         return len(self.files)
 
     def __getitem__(self, group):
         rng = random.Random(group.crop_seed)
-        crops = [load_random_crop(self.files[index], self.max_frames, rng) for index in group.utterances]
+        crops = [load_random_crop(self.files[index], self.max_frames, rng, self.protocol) for index in group.utterances]
         if self.augment is not None:
             # Drawn after all crops are cut, so --augment does not move the crops.
             crops = [self.augment(crop, rng) for crop in crops]
@@ -111,27 +113,28 @@ def collate_groups(items):
 
 
 def make_train_loader(train_list, max_frames, group_size, max_seg_per_spk, batch_size, num_workers, seed,
-                      num_replicas=1, rank=0, augment=None):
+                      num_replicas=1, rank=0, augment=None, protocol="2020"):
     sampler = SpeakerBatchSampler(train_list.labels, group_size, max_seg_per_spk, batch_size, seed,
                                   num_replicas, rank, listfile=train_list.listfile)
     if len(sampler) == 0:
         raise InputError("%s: not enough speakers for one batch of %d (%d speakers); lower --batch_size" % (
             train_list.listfile, batch_size, train_list.num_speakers))
     loader = torch.utils.data.DataLoader(
-        TrainDataset(train_list, max_frames, augment), batch_sampler=sampler, num_workers=num_workers,
+        TrainDataset(train_list, max_frames, augment, protocol), batch_sampler=sampler, num_workers=num_workers,
         collate_fn=collate_groups, pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers > 0 else None)
     return loader, sampler
 
 
 class EvalDataset(Dataset):
-    """Unique test files -> their eval crops (num_eval, samples)."""
+    """Unique test files -> their eval crops (num_eval, samples), cut by the audio `protocol`."""
 
-    def __init__(self, paths, eval_frames, num_eval):
-        self.paths, self.eval_frames, self.num_eval = paths, eval_frames, num_eval
+    def __init__(self, paths, eval_frames, num_eval, protocol="2020"):
+        self.paths, self.eval_frames, self.num_eval, self.protocol = paths, eval_frames, num_eval, protocol
 
     def __len__(self):
         return len(self.paths)
 
     def __getitem__(self, index):
-        return loadWAV(self.paths[index], self.eval_frames, evalmode=True, num_eval=self.num_eval)
+        return loadWAV(self.paths[index], self.eval_frames, evalmode=True, num_eval=self.num_eval,
+                       protocol=self.protocol)

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.frontend import LinearSpectrogramInstanceNorm, LogMelInstanceNorm
+from models.frontend import LinearSpectrogramInstanceNorm, LogMelInstanceNorm, PreEmphasisLogMel, normalised_mel
 from voxtrainer import log
 from voxtrainer.atomic import atomic_output
 from voxtrainer.errors import InputError
@@ -61,17 +61,23 @@ class DFTSpectrogram(nn.Module):
 
 
 class ExportLogMel(nn.Module):
-    """LogMelInstanceNorm (ResNetSE34L, VGGVox) on a DFTSpectrogram."""
+    """LogMelInstanceNorm (ResNetSE34L, VGGVox) or PreEmphasisLogMel (ResNetSE34V2, whose
+    pre-emphasis is a plain conv1d and is kept) on a DFTSpectrogram."""
 
     def __init__(self, frontend):
         super().__init__()
-        stft = frontend.spectrogram
+        self.pre_emphasis = copy.deepcopy(frontend[0]) if isinstance(frontend, PreEmphasisLogMel) else None
+        mel = frontend[1] if isinstance(frontend, PreEmphasisLogMel) else frontend
+        stft = mel.spectrogram
         self.spectrogram = DFTSpectrogram(stft.window, stft.n_fft, stft.hop_length, stft.center, stft.power)
-        self.register_buffer("fb", frontend.mel_scale.fb.detach().clone())
+        self.register_buffer("fb", mel.mel_scale.fb.detach().clone())
+        self.log_input = frontend.log_input
 
     def forward(self, waveform):
-        mel = torch.matmul(self.spectrogram(waveform).transpose(1, 2), self.fb).transpose(1, 2) + 1e-6
-        return F.instance_norm(mel.log()).unsqueeze(1)
+        if self.pre_emphasis is not None:
+            waveform = self.pre_emphasis(waveform)
+        mel = torch.matmul(self.spectrogram(waveform).transpose(1, 2), self.fb).transpose(1, 2)
+        return normalised_mel(mel, self.log_input)
 
 
 class ExportLinearSpectrogram(nn.Module):
@@ -85,7 +91,8 @@ class ExportLinearSpectrogram(nn.Module):
         return F.instance_norm(self.spectrogram(waveform)).unsqueeze(1)
 
 
-EXPORT_FRONTENDS = ((LogMelInstanceNorm, ExportLogMel), (LinearSpectrogramInstanceNorm, ExportLinearSpectrogram))
+EXPORT_FRONTENDS = ((LogMelInstanceNorm, ExportLogMel), (PreEmphasisLogMel, ExportLogMel),
+                    (LinearSpectrogramInstanceNorm, ExportLinearSpectrogram))
 
 
 class EmbeddingNetwork(nn.Module):
@@ -182,6 +189,8 @@ def export_checkpoint(net, checkpoint, fmt, out):
     net.loadParameters(checkpoint)
     net.cpu()
     difference, size = export(net, fmt, out)
-    log.info("Exported %s (%s) as %s to %s: waveform (batch, samples) float32 at 16 kHz in int16 range -> "
+    # The exported network takes samples as its audio protocol feeds them (voxtrainer/audio.py).
+    scale = "in [-1, 1) (int16 / 32768)" if net.protocol == "2021" else "in int16 range"
+    log.info("Exported %s (%s) as %s to %s: waveform (batch, samples) float32 at 16 kHz %s -> "
              "embedding (batch, %d); max relative difference to PyTorch %.2g" % (
-                 checkpoint, type(net.__S__).__name__, fmt, out, size, difference))
+                 checkpoint, type(net.__S__).__name__, fmt, out, scale, size, difference))

@@ -10,14 +10,20 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from voxtrainer import checkpoints
-from voxtrainer.audio import crop_waveform, loadWAV
+from voxtrainer.audio import check_protocol, crop_waveform, loadWAV
 from voxtrainer.datasets import EvalDataset
-from voxtrainer.plugins import load_plugin
+from voxtrainer.plugins import load_plugin, model_protocol
 
 
 class SpeakerNet(nn.Module):
-    def __init__(self, model, trainfunc, nOut=512, encoder_type="SAP", nClasses=5994, **kwargs):
+    """`protocol` is how audio is read and fed for this network (voxtrainer/audio.py), in training,
+    evaluation and extraction alike: "2020" or "2021", default the model file's PROTOCOL. Under
+    "2021" a training batch also goes through the network in one forward pass (all utterance
+    positions together, as the 2021 trainer did), which BatchNorm's batch statistics see."""
+
+    def __init__(self, model, trainfunc, nOut=512, encoder_type="SAP", nClasses=5994, protocol=None, **kwargs):
         super().__init__()
+        self.protocol = check_protocol(protocol or model_protocol(model))
         loss_class = load_plugin("loss", trainfunc)
         self.__S__ = load_plugin("models", model)(nOut=nOut, encoder_type=encoder_type, **kwargs)
         self.__L__ = loss_class(nOut=nOut, nClasses=nClasses, **kwargs)
@@ -31,8 +37,16 @@ class SpeakerNet(nn.Module):
     def forward(self, data, label):
         """data (batch, nPerSpeaker, samples) -> (loss, metric).
 
-        As the original, each utterance position is its own forward pass, so BatchNorm
-        statistics are per position."""
+        As the 2020 original, each utterance position is its own forward pass, so BatchNorm
+        statistics are per position; the 2021 protocol passes them all at once."""
+        if self.protocol == "2021":
+            batch, positions = data.shape[:2]
+            # Position-major, as the 2021 trainer's transpose and reshape ordered the batch.
+            out = self.__S__(data.transpose(0, 1).reshape(batch * positions, -1))
+            if self.train_normalize:
+                out = F.normalize(out, p=2, dim=1)
+            feat = out.reshape(positions, batch, -1).transpose(0, 1)
+            return self.__L__(feat[:, 0] if positions == 1 else feat, label)
         feats = []
         for position in range(data.shape[1]):
             out = self.__S__(data[:, position])
@@ -61,8 +75,9 @@ class SpeakerNet(nn.Module):
         if crops_per_batch is None:
             crops_per_batch = 20 if self.device.type == "cpu" else 40
         files_per_batch = max(1, crops_per_batch // num_eval) if eval_frames > 0 else 1
-        loader = torch.utils.data.DataLoader(EvalDataset(paths, eval_frames, num_eval), batch_size=files_per_batch,
-                                             num_workers=num_workers, collate_fn=torch.stack)
+        loader = torch.utils.data.DataLoader(EvalDataset(paths, eval_frames, num_eval, self.protocol),
+                                             batch_size=files_per_batch, num_workers=num_workers,
+                                             collate_fn=torch.stack)
         embeddings = []
         for crops in tqdm(loader, desc="Embedding", unit="batch", disable=not progress, leave=False):
             files, per_file, samples = crops.shape
@@ -74,14 +89,17 @@ class SpeakerNet(nn.Module):
 
     @torch.no_grad()
     def embed(self, waveform_or_path, eval_frames=0, num_eval=10):
-        """One embedding (nOut,) for a 16 kHz file path or a 1-D int16-range waveform: the mean of
+        """One embedding (nOut,) for a 16 kHz file path or a 1-D int16-range waveform (whatever the
+        protocol: the 2021 one scales it as it scales files): the mean of
         its eval-crop embeddings (each normalised when the loss scores normalised embeddings), the
         crops being those evaluation cuts (eval_frames 0: the whole audio as one crop)."""
         if isinstance(waveform_or_path, (str, os.PathLike)):
-            crops = loadWAV(os.fspath(waveform_or_path), eval_frames, evalmode=True, num_eval=num_eval)
+            crops = loadWAV(os.fspath(waveform_or_path), eval_frames, evalmode=True, num_eval=num_eval,
+                            protocol=self.protocol)
         else:
             waveform = numpy.asarray(waveform_or_path, dtype=numpy.float32).reshape(-1)
-            crops = crop_waveform(waveform, eval_frames, evalmode=True, num_eval=num_eval)
+            crops = crop_waveform(waveform, eval_frames, evalmode=True, num_eval=num_eval,
+                                  protocol=self.protocol)
         self.eval()
         return self.embed_crops(crops).mean(dim=0).cpu()
 

@@ -30,3 +30,10 @@ def load_plugin(package, name):
             return getattr(module, entry_point)
     raise InputError("unknown %s %r: valid names are %s (%s/<name>.py)" % (
         FLAGS[package], name, ", ".join(plugin_names(package)), package))
+
+
+def model_protocol(name):
+    """The audio protocol (voxtrainer/audio.py) a model reads by default: its file's `PROTOCOL`,
+    "2020" for a model file that names none."""
+    load_plugin("models", name)
+    return getattr(importlib.import_module("models.%s" % name), "PROTOCOL", "2020")
