@@ -72,8 +72,9 @@ def build_parser():
     model = parser.add_argument_group("model")
     model.add_argument("--model", type=str, default="", help="Network: a module name in models/")
     model.add_argument("--encoder_type", "--encoder", dest="encoder_type", type=str, default="SAP",
-                       help="Temporal pooling: SAP, TAP, MAX or ASP (ResNetSE34V2: SAP or ASP)")
-    model.add_argument("--nOut", type=whole_number(1), default=512, help="Embedding size")
+                       help="Temporal pooling: SAP, TAP, MAX or ASP (ResNetSE34V2: SAP or ASP; WeSpeaker models: their own)")
+    model.add_argument("--nOut", type=whole_number(1), default=None,
+                       help="Embedding size (default: the model's own, e.g. 256 for ResNet34, else 512)")
 
     trainer2021 = parser.add_argument_group("2021 trainer")
     trainer2021.add_argument("--n_mels", type=whole_number(8), default=40,
@@ -110,6 +111,12 @@ def build_parser():
     extra.add_argument("--export_out", type=str, default="", help="File that --export writes")
     extra.add_argument("--average_last", type=whole_number(), default=0,
                        help="Only average the last N models of --save_path/model into one .model")
+
+    wespeaker = parser.add_argument_group("WeSpeaker models (ResNet34, ECAPA_TDNN; --initial_model takes their .pt)")
+    wespeaker.add_argument("--channels", type=whole_number(8), default=512, help="ECAPA_TDNN channels: 512 or 1024")
+    wespeaker.add_argument("--score_mean_from", type=str, default="",
+                           help="--eval scores by cosine after subtracting this mean embedding, as WeSpeaker: an "
+                                ".npz from --extract (e.g. of the training set) or a .npy vector")
     return parser
 
 
@@ -121,7 +128,17 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.eval_frames is None:
         args.eval_frames = args.max_frames
+    if args.nOut is None:
+        args.nOut = default_nOut(args.model)
     return args
+
+
+def default_nOut(model):
+    """The model's own embedding size where it declares one (WeSpeaker's models), else the seed's 512."""
+    if not model:
+        return 512
+    from voxtrainer.plugins import load_plugin
+    return getattr(load_plugin("models", model), "default_nOut", 512)
 
 
 def resolve_group_sizes(args, loss_class):
@@ -143,7 +160,7 @@ def average_mode(args):
 def eval_mode(args, net, dist_env):
     from voxtrainer import log, score_norm
     from voxtrainer.checkpoints import model_paths
-    from voxtrainer.evaluation import evaluate_list, report
+    from voxtrainer.evaluation import evaluate_list, read_score_mean, report, scoring_embeddings
     from voxtrainer.experiment import prepare_folder
     source = args.initial_model or (model_paths(args.save_path) or [""])[-1]
     if not source:
@@ -154,7 +171,12 @@ def eval_mode(args, net, dist_env):
     log.info("Model %s loaded!" % source)
     if args.score_norm != "none":
         score_norm.check_settings(args.score_norm, args.cohort_list, args.cohort_path, args.top_k)
-    result = evaluate_list(net, args.test_list, args.test_path, args.eval_frames, num_workers=args.nDataLoaderThread)
+    score_mean = read_score_mean(args.score_mean_from) if args.score_mean_from else None
+    if score_mean is not None and score_mean.shape[0] != args.nOut:
+        raise InputError("--score_mean_from %s: a mean of %d values for embeddings of --nOut %d" % (
+            args.score_mean_from, score_mean.shape[0], args.nOut))
+    result = evaluate_list(net, args.test_list, args.test_path, args.eval_frames, num_workers=args.nDataLoaderThread,
+                           score_mean=score_mean)
     if not dist_env.is_main:
         return  # --distributed --eval: every rank embedded a shard of the files; rank 0 reports
     result_dir = os.path.join(args.save_path, "result")
@@ -164,6 +186,7 @@ def eval_mode(args, net, dist_env):
                  "n_mels": args.n_mels, "log_input": args.log_input, "protocol": net.protocol}
         names, cohort = score_norm.cohort_embeddings(net, source, args.cohort_list, args.cohort_path,
                                                      args.eval_frames, args.nDataLoaderThread, setup)
+        cohort = scoring_embeddings(net, cohort, score_mean)  # scored as the trials are
         normalised = score_norm.normalise_trials(args.score_norm, result.scores, result.trials, result.files,
                                                  result.embeddings, cohort, args.top_k)
         report(normalised, result.labels, result.trials, result_dir, "eval_scores_%s.txt" % args.score_norm,
@@ -267,14 +290,17 @@ def run(argv, seen):
     try:
         device = runtime.resolve_device(args.device, dist_env.local_rank)
         runtime.seed_everything(args.seed)
-        loss_class = load_plugin("loss", args.trainfunc)
+        # --eval/--extract/--export of a checkpoint need no loss: the embedding network alone is used.
+        embedding_only = not args.trainfunc and any(getattr(args, dest) for dest in MODES)
+        loss_class = None if embedding_only else load_plugin("loss", args.trainfunc)
         load_plugin("models", args.model)
         nClasses, nPerSpeaker = resolve_group_sizes(args, loss_class)
         try:
             net = SpeakerNet(model=args.model, trainfunc=args.trainfunc, nOut=args.nOut,
                              encoder_type=args.encoder_type, nClasses=nClasses, margin=args.margin,
                              scale=args.scale, hard_rank=args.hard_rank, hard_prob=args.hard_prob,
-                             n_mels=args.n_mels, log_input=args.log_input, protocol=args.protocol).to(device)
+                             n_mels=args.n_mels, log_input=args.log_input, protocol=args.protocol,
+                             channels=args.channels).to(device)
         except ValueError as error:  # e.g. an unknown --encoder_type
             raise InputError(str(error))
         if not args.export:  # exported files are traced from the contiguous layout

@@ -24,8 +24,14 @@ class DamagedCheckpoint(InputError):
 
 
 def read_state_dict(path):
-    """A checkpoint's tensors by name, a DataParallel `module.` prefix removed; InputError naming
-    the file when it is missing, unreadable or not a state_dict."""
+    """A checkpoint's tensors by name, a DataParallel `module.` prefix removed, a WeSpeaker
+    checkpoint mapped to this format (`wespeaker_state`); InputError naming the file when it is
+    missing, unreadable or not a state_dict."""
+    return read_checkpoint(path)[0]
+
+
+def read_checkpoint(path):
+    """(read_state_dict's tensors, whether the file was a plain model state_dict as WeSpeaker saves)."""
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -33,9 +39,30 @@ def read_state_dict(path):
     except Exception as error:  # torch raises many types for foreign or corrupt files
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise DamagedCheckpoint("%s: not a readable checkpoint (%s)" % (path, first))
+    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        loaded = loaded["state_dict"]  # WeSpeaker's loader accepts this wrapping too
     if not isinstance(loaded, dict) or not all(torch.is_tensor(value) for value in loaded.values()):
         raise DamagedCheckpoint("%s: not a state_dict checkpoint of tensors" % path)
-    return {name[len("module."):] if name.startswith("module.") else name: value for name, value in loaded.items()}
+    state = {name[len("module."):] if name.startswith("module.") else name: value for name, value in loaded.items()}
+    if state and not any(name.startswith(("__S__.", "__L__.")) for name in state):
+        return wespeaker_state(state), True
+    return state, False
+
+
+def wespeaker_state(state):
+    """A WeSpeaker checkpoint (avg_model.pt: the embedding model's own state_dict, plus the
+    training head `projection.*`) as this project's: the model under `__S__.`, the head dropped
+    (its classes are WeSpeaker's training speakers, no loss here fits it). WeSpeaker averages
+    checkpoints including the BatchNorm counters, which leaves num_batches_tracked a float: it is
+    a count, made one again."""
+    mapped = {}
+    for name, value in state.items():
+        if name.startswith("projection."):
+            continue
+        if name.endswith("num_batches_tracked") and value.is_floating_point():
+            value = value.round().long()
+        mapped["__S__." + name] = value
+    return mapped
 
 
 def atomic_torch_save(obj, path):
@@ -56,7 +83,10 @@ def load_parameters(module, path, required_prefix="__S__."):
     network) must be there with the right shape, else InputError naming the file and the first
     mismatches; the rest (the loss head, which evaluation does not use) keeps its values with a
     warning when it does not fit, as the original did."""
-    loaded = read_state_dict(path)
+    loaded, plain = read_checkpoint(path)
+    if getattr(module, "__L__", True) is None:
+        # A network without a loss (--eval/--extract/--export without --trainfunc) ignores the head.
+        loaded = {name: value for name, value in loaded.items() if not name.startswith("__L__.")}
     own = module.state_dict()
     problems = {"missing": [name for name in own if name not in loaded],
                 "unexpected": [name for name in loaded if name not in own],
@@ -67,6 +97,9 @@ def load_parameters(module, path, required_prefix="__S__."):
         details = "; ".join("%s: %s" % (kind, ", ".join(names[:3]) + (" ..." if len(names) > 3 else ""))
                             for kind, names in required.items() if names)
         flags = "--model/--encoder_type/--nOut" + ("" if required_prefix else "/--trainfunc/--nClasses")
+        if plain:
+            raise InputError("%s: a WeSpeaker checkpoint (a plain model state_dict) of another architecture than "
+                             "this --model/--channels/--nOut (%s)" % (path, details))
         raise InputError("%s: does not fit this %s (%s)" % (path, flags, details))
     non_finite = [name for name, value in loaded.items() if name.startswith(required_prefix)
                   and value.is_floating_point() and not torch.isfinite(value).all()]

@@ -4,14 +4,16 @@ EER line, the minDCF line, the score file and the figures."""
 import os
 from typing import NamedTuple
 
+import numpy
 import torch
 
 from voxtrainer import log
 from voxtrainer.atomic import write_text
+from voxtrainer.errors import InputError
 from voxtrainer.distributed import gather_sharded
 from voxtrainer.lists import TestList
 from voxtrainer.metrics import equal_error_rate, min_dcf_line
-from voxtrainer.scoring import trial_scores
+from voxtrainer.scoring import cosine_ready, trial_scores
 
 
 class Evaluation(NamedTuple):
@@ -23,20 +25,58 @@ class Evaluation(NamedTuple):
     embeddings: object  # (files, crops, nOut) tensor, for score normalisation
 
 
-def evaluate_list(net, test_list, test_path, eval_frames, num_eval=10, num_workers=0, progress=True):
+def evaluate_list(net, test_list, test_path, eval_frames, num_eval=10, num_workers=0, progress=True,
+                  score_mean=None):
     """Every unique file of the list is embedded from its eval crops and every trial scored
     (voxtrainer.scoring). Under torch.distributed each rank embeds a shard of the files and every
-    rank gets all scores."""
+    rank gets all scores. With a `score_mean` (read_score_mean), or for an embedding network
+    without a loss, trials are scored as WeSpeaker scores them (scoring_embeddings)."""
     trials = TestList(test_list, test_path)
     paths = [os.path.join(test_path, name) for name in trials.files]
     embeddings = gather_sharded(
         lambda shard: net.embed_files(shard, eval_frames, num_eval, num_workers, progress=progress), paths)
+    embeddings = scoring_embeddings(net, embeddings, score_mean)
     index = {name: position for position, name in enumerate(trials.files)}
     enrol = torch.tensor([index[a] for a, _ in trials.trials], dtype=torch.long)
     test = torch.tensor([index[b] for _, b in trials.trials], dtype=torch.long)
     scores = trial_scores(embeddings, enrol, test).tolist()  # gathers the crops block by block
     return Evaluation(equal_error_rate(scores, trials.labels), scores, trials.labels,
                       ["%s %s" % trial for trial in trials.trials], trials.files, embeddings)
+
+
+def scoring_embeddings(net, embeddings, score_mean=None):
+    """The embeddings the trial scorer sees: as embedded for a network with a loss and no mean
+    (the original's scoring, unchanged); else WeSpeaker's cosine scoring (scoring.cosine_ready)
+    after subtracting `score_mean` (none: zero)."""
+    if score_mean is None and getattr(net, "__L__", True) is not None:
+        return embeddings
+    if score_mean is not None and embeddings.shape[-1] != score_mean.shape[0]:
+        raise InputError("--score_mean_from: a mean of %d values, but the model's embeddings have %d" % (
+            score_mean.shape[0], embeddings.shape[-1]))
+    return cosine_ready(embeddings, score_mean)
+
+
+def read_score_mean(path):
+    """--score_mean_from: the mean embedding to subtract before cosine scoring, from an .npz that
+    --extract wrote (the mean of its `embeddings`; WeSpeaker uses its training set's, VoxCeleb2
+    dev) or from a .npy vector (WeSpeaker's mean_vec.npy)."""
+    try:
+        loaded = numpy.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise InputError("--score_mean_from %s: not a readable .npz or .npy file (%s)" % (path, error))
+    if isinstance(loaded, numpy.ndarray):
+        mean = loaded
+    else:
+        with loaded:
+            if "embeddings" not in loaded or loaded["embeddings"].ndim != 2 or not len(loaded["embeddings"]):
+                raise InputError("--score_mean_from %s: holds no (files, dim) `embeddings` (write it with "
+                                 "--extract)" % path)
+            mean = loaded["embeddings"].astype(numpy.float64).mean(axis=0)
+    mean = numpy.asarray(mean)
+    if mean.ndim != 1 or mean.size == 0 or not numpy.isfinite(mean).all():
+        raise InputError("--score_mean_from %s: need a non-empty finite vector or (files, dim) embeddings, got "
+                         "shape %s" % (path, mean.shape))
+    return torch.from_numpy(mean.astype(numpy.float32))
 
 
 def write_scores(path, scores, labels, trials):

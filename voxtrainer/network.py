@@ -21,11 +21,17 @@ class SpeakerNet(nn.Module):
     "2021" a training batch also goes through the network in one forward pass (all utterance
     positions together, as the 2021 trainer did), which BatchNorm's batch statistics see."""
 
-    def __init__(self, model, trainfunc, nOut=512, encoder_type="SAP", nClasses=5994, protocol=None, **kwargs):
+    def __init__(self, model, trainfunc=None, nOut=512, encoder_type="SAP", nClasses=5994, protocol=None, **kwargs):
         super().__init__()
         self.protocol = check_protocol(protocol or model_protocol(model))
-        loss_class = load_plugin("loss", trainfunc)
         self.__S__ = load_plugin("models", model)(nOut=nOut, encoder_type=encoder_type, **kwargs)
+        if not trainfunc:
+            # The embedding network alone (--eval/--extract/--export of a checkpoint, e.g. a
+            # WeSpeaker one): its embeddings as they come out, scored by cosine (voxtrainer.evaluation).
+            self.__L__ = None
+            self.train_normalize = self.test_normalize = False
+            return
+        loss_class = load_plugin("loss", trainfunc)
         self.__L__ = loss_class(nOut=nOut, nClasses=nClasses, **kwargs)
         self.train_normalize = loss_class.train_normalize
         self.test_normalize = loss_class.test_normalize

@@ -13,6 +13,7 @@ by the intra-op threads; gathering the crops is a few percent of that (`python -
 tools.benchmark_pipeline` measures both scales and the block size)."""
 
 import torch
+import torch.nn.functional as F
 
 EPS = 1e-6
 DIRECT = "donot_use_mm_for_euclid_dist"
@@ -70,3 +71,13 @@ def cross_scores(first, second):
         pairs = distances.reshape(block.shape[0], crops, others, other_crops).transpose(1, 2)
         blocks.append(-pairs.flatten(-2).mean(dim=-1))
     return torch.cat(blocks) if blocks else torch.zeros(0, others)
+
+
+def cosine_ready(embeddings, mean=None):
+    """WeSpeaker's scoring through the one scorer: each crop embedding less `mean` (WeSpeaker
+    subtracts the mean embedding of its training set), then L2-normalised. For unit vectors
+    ||a - b|| = sqrt(2 - 2 cos(a, b)), so the trial score ranks trials as WeSpeaker's cosine does:
+    the same EER and minDCF, with one crop per file (--eval_frames 0) as WeSpeaker embeds."""
+    if mean is not None:
+        embeddings = embeddings - torch.as_tensor(mean, dtype=embeddings.dtype, device=embeddings.device)
+    return F.normalize(embeddings, p=2, dim=-1)

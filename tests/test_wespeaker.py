@@ -1,0 +1,291 @@
+"""WeSpeaker's ResNet34 and ECAPA-TDNN: the same features (Kaldi fbank), the same network, so a
+WeSpeaker checkpoint gives WeSpeaker's embeddings through --initial_model, and WeSpeaker's scoring
+(cosine after subtracting a mean embedding).
+
+The reference values in tests/data/wespeaker_reference.npz were computed by WeSpeaker's own model
+classes and torchaudio's Kaldi fbank (tests/data/README.md says how). No published weights are
+stored: both sides fill WeSpeaker's state_dict keys (tests/data/wespeaker_keys.json) with the
+deterministic values of `seeded_state_dict`."""
+
+import json
+import os
+
+import numpy
+import pytest
+import soundfile
+import torch
+
+import trainSpeakerNet
+from conftest import ROOT, assert_one_error_line
+
+DATA = os.path.join(ROOT, "tests", "data")
+KEYS = json.load(open(os.path.join(DATA, "wespeaker_keys.json")))
+# The WeSpeaker architectures of the reference and this project's flags for them.
+ARCHITECTURES = {"ResNet34": ["--model", "ResNet34"], "ECAPA_TDNN_GLOB_c512": ["--model", "ECAPA_TDNN",
+                                                                             "--channels", "512"]}
+EMBEDDING_SIZES = {"ResNet34": 256, "ECAPA_TDNN_GLOB_c512": 192}
+PROJECTION_CLASSES = 17982  # VoxCeleb2 dev x 3 (speed perturbation), the published checkpoints' head
+WAVEFORM_SAMPLES = (12345, 20800, 32000)
+SAMPLE_RATE = 16000
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def seeded_state_dict(architecture):
+    """WeSpeaker's state_dict of `architecture`, every tensor drawn from its own seeded numpy
+    stream: conv and linear weights ~ N(0, 1/fan_in), biases and running means small, BatchNorm
+    scales and running variances positive, so activations stay in a sane range through the
+    network. num_batches_tracked is a float, as WeSpeaker's checkpoint averaging leaves it."""
+    state = {}
+    for index, (name, shape) in enumerate(KEYS[architecture]):
+        rng = numpy.random.RandomState(index)
+        if name.endswith("num_batches_tracked"):
+            value = numpy.array(1234.0)
+        elif name.endswith("running_var"):
+            value = rng.uniform(0.5, 2.0, shape)
+        elif name.endswith(("running_mean", "bias")):
+            value = rng.randn(*shape) * 0.1
+        elif len(shape) == 1:  # BatchNorm scale
+            value = rng.uniform(0.5, 1.0, shape)
+        else:
+            value = rng.randn(*shape) / numpy.sqrt(numpy.prod(shape[1:]))
+        state[name] = torch.from_numpy(numpy.asarray(value, dtype=numpy.float32))
+    return state
+
+
+def wespeaker_checkpoint(architecture, path):
+    """A file as WeSpeaker publishes it (avg_model.pt): the model's state_dict and the training
+    head `projection.weight` (classes x embedding)."""
+    state = seeded_state_dict(architecture)
+    rng = numpy.random.RandomState(99)
+    state["projection.weight"] = torch.from_numpy(
+        rng.randn(PROJECTION_CLASSES, EMBEDDING_SIZES[architecture]).astype(numpy.float32))
+    torch.save(state, path)
+    return str(path)
+
+
+def speech_like_waveform(samples):
+    """Deterministic speech-like test audio in int16 range: a gliding harmonic tone, noise, a DC
+    offset and a stretch of digital silence (Kaldi's log floor)."""
+    rng = numpy.random.RandomState(samples)
+    t = numpy.arange(samples) / SAMPLE_RATE
+    f0 = 120 + 40 * numpy.sin(2 * numpy.pi * 1.3 * t)
+    phase = 2 * numpy.pi * numpy.cumsum(f0) / SAMPLE_RATE
+    wave = sum(2500 / h * numpy.sin(h * phase) for h in range(1, 12)) + 300 * rng.randn(samples) + 150
+    wave[samples // 3: samples // 3 + 800] = 0
+    return numpy.clip(numpy.round(wave), -32768, 32767).astype(numpy.int16)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    with numpy.load(os.path.join(DATA, "wespeaker_reference.npz"), allow_pickle=False) as stored:
+        return dict(stored)
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory):
+    """The test waveforms as 16-bit WAV files and an extract list of them: (folder, list, names)."""
+    folder = tmp_path_factory.mktemp("wespeaker_audio")
+    names = ["w%d.wav" % samples for samples in WAVEFORM_SAMPLES]
+    for name, samples in zip(names, WAVEFORM_SAMPLES):
+        soundfile.write(str(folder / name), speech_like_waveform(samples), SAMPLE_RATE, subtype="PCM_16")
+    (folder / "files.txt").write_text("".join(name + "\n" for name in names))
+    return str(folder), str(folder / "files.txt"), names
+
+
+def embedding_net(architecture):
+    from voxtrainer.network import SpeakerNet
+    args = trainSpeakerNet.parse_args(ARCHITECTURES[architecture])
+    return SpeakerNet(model=args.model, nOut=args.nOut, channels=args.channels).eval()
+
+
+def assert_same_embeddings(ours, expected):
+    ours, expected = numpy.asarray(ours, dtype=numpy.float64), numpy.asarray(expected, dtype=numpy.float64)
+    assert ours.shape == expected.shape
+    for a, b in zip(ours, expected):
+        assert a @ b / numpy.linalg.norm(a) / numpy.linalg.norm(b) >= 0.9999
+        # Measured on a 2-core Xeon: about 5e-7; the bound leaves room for other BLAS libraries.
+        assert numpy.linalg.norm(a - b) / numpy.linalg.norm(b) <= 1e-4
+
+
+# -- the Kaldi fbank ------------------------------------------------------------------------------
+
+def test_kaldi_fbank_equals_torchaudio_kaldi_fbank_with_wespeaker_settings(reference):
+    from models.kaldi import kaldi_fbank
+    for index in range(2):
+        waveform = torch.from_numpy(speech_like_waveform(WAVEFORM_SAMPLES[index])[:8000].astype(numpy.float32))
+        difference = numpy.abs(kaldi_fbank(waveform).numpy() - reference["fbank%d" % index])
+        assert difference.shape == (1 + (8000 - 400) // 160, 80)
+        assert (difference <= 1e-4).mean() >= 0.995 and difference.max() <= 1e-2
+        assert difference.max() <= 1e-3  # measured: 5e-5
+
+
+def test_kaldi_fbank_snips_edges_floors_silence_and_subtracts_the_mean_over_time_on_request():
+    from models.kaldi import FLOAT_EPSILON, kaldi_fbank
+    waveform = torch.from_numpy(speech_like_waveform(4321).astype(numpy.float32))
+    features = kaldi_fbank(waveform)
+    assert features.shape == (1 + (4321 - 400) // 160, 80)
+    silent = kaldi_fbank(torch.zeros(400))
+    assert torch.equal(silent, torch.full((1, 80), numpy.log(FLOAT_EPSILON), dtype=torch.float32))
+    normalised = kaldi_fbank(waveform, subtract_mean=True)
+    torch.testing.assert_close(normalised, features - features.mean(dim=0), rtol=0, atol=1e-5)
+    batch = kaldi_fbank(torch.stack([waveform, waveform.flip(0)]))
+    torch.testing.assert_close(batch[1], kaldi_fbank(waveform.flip(0)), rtol=0, atol=1e-4)
+
+
+def test_no_front_end_tensor_is_a_checkpoint_tensor():
+    from models.kaldi import KaldiFbank
+    assert KaldiFbank().state_dict() == {}
+
+
+# -- the networks ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model, flags, parameters", [
+    ("ResNet34", [], 6634336), ("ECAPA_TDNN", ["--channels", "512"], 6190720),
+    ("ECAPA_TDNN", ["--channels", "1024"], 14657088), ("ResNet18", [], 4105440), ("ResNet50", [], 11131360)])
+def test_parameter_counts_are_wespeakers(model, flags, parameters):
+    from voxtrainer.network import SpeakerNet
+    args = trainSpeakerNet.parse_args(["--model", model, *flags])
+    net = SpeakerNet(model=args.model, nOut=args.nOut, channels=args.channels)
+    assert sum(parameter.numel() for parameter in net.parameters()) == parameters
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_the_state_dict_is_wespeakers_under_the_embedding_network_prefix(architecture):
+    ours = {name: list(tensor.shape) for name, tensor in embedding_net(architecture).state_dict().items()}
+    assert ours == {"__S__." + name: shape for name, shape in KEYS[architecture]}
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_embeddings_are_unnormalised_and_of_wespeakers_size_by_default(architecture):
+    net = embedding_net(architecture)
+    assert trainSpeakerNet.parse_args(ARCHITECTURES[architecture]).nOut == EMBEDDING_SIZES[architecture]
+    assert trainSpeakerNet.parse_args(["--model", "ResNetSE34L"]).nOut == 512
+    with torch.no_grad():
+        out = net.embed_crops(torch.randn(2, 16000) * 1000)
+    assert out.shape == (2, EMBEDDING_SIZES[architecture])
+    assert not torch.allclose(out.norm(dim=1), torch.ones(2))
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_under_bf16_autocast_the_fbank_stays_float32_and_the_embedding_close(architecture):
+    net = embedding_net(architecture)
+    net.load_state_dict({"__S__." + name: value for name, value in seeded_state_dict(architecture).items()})
+    seen = {}
+
+    def record(module, inputs, output):
+        seen.setdefault("fbank", output.dtype)
+    net.__S__.fbank.register_forward_hook(record)
+    waveform = torch.from_numpy(speech_like_waveform(WAVEFORM_SAMPLES[0]).astype(numpy.float32))[None]
+    with torch.no_grad():
+        full = net.__S__(waveform)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = net.__S__(waveform).float()
+    assert seen["fbank"] == torch.float32
+    assert torch.nn.functional.cosine_similarity(full, half).item() > 0.99
+
+
+# -- WeSpeaker checkpoints ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_a_wespeaker_checkpoint_loads_as_it_is_and_gives_wespeakers_embeddings(architecture, reference, tmp_path):
+    net = embedding_net(architecture)
+    net.loadParameters(wespeaker_checkpoint(architecture, tmp_path / "avg_model.pt"))
+    loaded = net.state_dict()
+    for name, value in seeded_state_dict(architecture).items():
+        if name.endswith("num_batches_tracked"):  # a float count in the file, an integer here
+            assert loaded["__S__." + name].dtype == torch.long and loaded["__S__." + name].item() == 1234
+        else:
+            assert torch.equal(loaded["__S__." + name], value), name
+    ours = [net.embed(speech_like_waveform(samples), eval_frames=0).numpy() for samples in WAVEFORM_SAMPLES]
+    assert_same_embeddings(ours, reference["embeddings_" + architecture])
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_extract_without_trainfunc_writes_wespeakers_embeddings(architecture, reference, audio, tmp_path):
+    folder, files, names = audio
+    checkpoint = wespeaker_checkpoint(architecture, tmp_path / "model.pt")
+    out = tmp_path / "emb.npz"
+    assert trainSpeakerNet.main(["--extract", *ARCHITECTURES[architecture], "--initial_model", checkpoint,
+                                 "--extract_list", files, "--test_path", folder, "--extract_out", str(out),
+                                 "--eval_frames", "0", "--nDataLoaderThread", "0", "--device", "cpu"]) == 0
+    with numpy.load(out, allow_pickle=False) as saved:
+        assert list(saved["files"]) == names
+        assert_same_embeddings(saved["embeddings"], reference["embeddings_" + architecture])
+
+
+def test_a_wespeaker_checkpoint_of_another_architecture_is_one_error_line(audio, tmp_path, capsys):
+    folder, files, _ = audio
+    checkpoint = wespeaker_checkpoint("ResNet34", tmp_path / "resnet34.pt")
+    status = trainSpeakerNet.main(["--extract", "--model", "ECAPA_TDNN", "--initial_model", checkpoint,
+                                   "--extract_list", files, "--test_path", folder, "--extract_out",
+                                   str(tmp_path / "emb.npz"), "--eval_frames", "0", "--device", "cpu"])
+    assert status == 2 and not (tmp_path / "emb.npz").exists()
+    assert_one_error_line(capsys.readouterr().err, checkpoint, "WeSpeaker checkpoint", "another architecture")
+
+
+def test_export_without_trainfunc_writes_the_unnormalised_embedding_network(tmp_path):
+    from voxtrainer.export import run_exported
+    checkpoint = wespeaker_checkpoint("ECAPA_TDNN_GLOB_c512", tmp_path / "ecapa.pt")
+    out = str(tmp_path / "ecapa.torchscript")
+    assert trainSpeakerNet.main(["--export", "torchscript", "--model", "ECAPA_TDNN", "--initial_model", checkpoint,
+                                 "--export_out", out, "--device", "cpu"]) == 0
+    waveform = speech_like_waveform(WAVEFORM_SAMPLES[0]).astype(numpy.float32)[None]
+    net = embedding_net("ECAPA_TDNN_GLOB_c512")
+    net.loadParameters(checkpoint)
+    expected = net.embed_crops(torch.from_numpy(waveform)).numpy()
+    numpy.testing.assert_allclose(run_exported("torchscript", out, waveform), expected, rtol=1e-4, atol=1e-5)
+
+
+# -- WeSpeaker's scoring --------------------------------------------------------------------------
+
+def test_eval_scores_by_cosine_after_subtracting_the_mean_embedding(reference, audio, tmp_path):
+    """WeSpeaker's published figures: cosine of embeddings less the mean embedding of a set (its
+    training set); the one scorer gives -||a - b|| of the centred unit vectors = -sqrt(2 - 2 cos)."""
+    folder, files, names = audio
+    checkpoint = wespeaker_checkpoint("ResNet34", tmp_path / "resnet34.pt")
+    trials = tmp_path / "trials.txt"
+    trials.write_text("1 %s %s\n0 %s %s\n1 %s %s\n" % (names[0], names[1], names[0], names[2], names[1], names[2]))
+    mean_file = tmp_path / "mean.npy"
+    mean = numpy.random.RandomState(5).randn(256).astype(numpy.float32) * 0.3
+    numpy.save(mean_file, mean)
+    assert trainSpeakerNet.main(["--eval", "--model", "ResNet34", "--initial_model", checkpoint, "--test_list",
+                                 str(trials), "--test_path", folder, "--eval_frames", "0", "--score_mean_from",
+                                 str(mean_file), "--save_path", str(tmp_path / "run"), "--nDataLoaderThread", "0",
+                                 "--device", "cpu"]) == 0
+    scores = [float(line.split()[0]) for line in open(tmp_path / "run" / "result" / "eval_scores.txt")]
+    centred = reference["embeddings_ResNet34"] - mean
+    unit = centred / numpy.linalg.norm(centred, axis=1, keepdims=True)
+    cosine = [unit[0] @ unit[1], unit[0] @ unit[2], unit[1] @ unit[2]]
+    numpy.testing.assert_allclose(scores, -numpy.sqrt(2 - 2 * numpy.array(cosine)), atol=2e-4)
+
+
+def test_the_mean_embedding_is_the_mean_of_an_extract_file(tmp_path):
+    from voxtrainer.evaluation import read_score_mean
+    embeddings = numpy.arange(12, dtype=numpy.float32).reshape(3, 4)
+    numpy.savez(tmp_path / "train.npz", files=numpy.array(["a", "b", "c"]), embeddings=embeddings)
+    numpy.testing.assert_allclose(read_score_mean(str(tmp_path / "train.npz")), embeddings.mean(axis=0))
+
+
+def test_a_mean_of_the_wrong_size_is_one_error_line(audio, tmp_path, capsys):
+    folder, _, names = audio
+    (tmp_path / "trials.txt").write_text("1 %s %s\n" % (names[0], names[1]))
+    numpy.save(tmp_path / "mean.npy", numpy.zeros(192, dtype=numpy.float32))
+    status = trainSpeakerNet.main(["--eval", "--model", "ResNet34", "--initial_model",
+                                   wespeaker_checkpoint("ResNet34", tmp_path / "r.pt"), "--test_list",
+                                   str(tmp_path / "trials.txt"), "--test_path", folder, "--score_mean_from",
+                                   str(tmp_path / "mean.npy"), "--save_path", str(tmp_path / "run")])
+    assert status == 2
+    assert_one_error_line(capsys.readouterr().err, "--score_mean_from", "192", "256")
+
+
+# -- training from scratch ------------------------------------------------------------------------
+
+def test_one_epoch_trains_a_small_ecapa_tdnn_on_the_demo_set(demo_set, tmp_path):
+    demo = demo_set(n_train_speakers=4, n_test_speakers=2, utts_per_speaker=2, max_duration=1.2)
+    assert trainSpeakerNet.main([
+        "--model", "ECAPA_TDNN", "--channels", "64", "--nOut", "32", "--trainfunc", "aamsoftmax", "--nClasses", "4",
+        "--train_list", demo.train_list, "--test_list", demo.test_list, "--train_path", demo.train_path,
+        "--test_path", demo.test_path, "--save_path", str(tmp_path), "--max_frames", "100", "--batch_size", "4",
+        "--max_epoch", "1", "--test_interval", "1", "--nDataLoaderThread", "0", "--device", "cpu"]) == 0
+    assert os.path.isfile(tmp_path / "model" / "model000000001.model")
