@@ -87,6 +87,9 @@ def build_parser():
                                   "2021 for ResNetSE34V2, else 2020)")
 
     extra = parser.add_argument_group("beyond the original (all off by default)")
+    extra.add_argument("--compile", action="store_true",
+                       help="Train through torch.compile: a slow first step, then faster steps whose rounding "
+                            "differs from eager; eager again, with a warning, where compilation fails")
     extra.add_argument("--augment", action="store_true",
                        help="Augment each training crop with MUSAN noise, babble or music, or a simulated RIR")
     extra.add_argument("--musan_path", type=str, default="data/musan_split",
@@ -117,6 +120,10 @@ def build_parser():
     wespeaker.add_argument("--score_mean_from", type=str, default="",
                            help="--eval scores by cosine after subtracting this mean embedding, as WeSpeaker: an "
                                 ".npz from --extract (e.g. of the training set) or a .npy vector")
+    extra.add_argument("--eval_precision", type=str, default="fp32", choices=["fp32", "bf16"],
+                       help="Precision of every embedding (evaluation, validation, --extract, cohorts): bf16 "
+                            "autocast is faster where native (AVX-512 BF16/AMX CPUs, recent GPUs; refused "
+                            "elsewhere) but changes the scores")
     return parser
 
 
@@ -251,7 +258,7 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
     if loss_class.classifies_speakers:
         identity["nClasses"] = nClasses
     run = Run(args.model, identity, args.lr, args.initial_model, args.save_path, args.max_epoch, args.test_interval,
-              args.mixedprec, args.eval_untrained, settings=vars(args))
+              args.mixedprec, args.eval_untrained, settings=vars(args), compile=args.compile)
 
     def evaluate():
         return evaluate_list(net, args.test_list, args.test_path, args.eval_frames,
@@ -305,6 +312,7 @@ def run(argv, seen):
             raise InputError(str(error))
         if not args.export:  # exported files are traced from the contiguous layout
             net = net.to(memory_format=runtime.preferred_memory_format(device))
+            net.set_eval_precision(args.eval_precision)
         if args.mixedprec and runtime.mixedprec_warning(device):
             log.warning(runtime.mixedprec_warning(device))
         args.nDataLoaderThread = runtime.loader_processes(args.nDataLoaderThread)

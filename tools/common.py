@@ -9,7 +9,7 @@ import time  # noqa: E402
 import torch  # noqa: E402
 
 from voxtrainer.network import SpeakerNet  # noqa: E402
-from voxtrainer.training import train_step  # noqa: E402
+from voxtrainer.training import batch_to_device, train_step  # noqa: E402
 
 
 def build_net(model, trainfunc="angleproto", nOut=512, nClasses=5994, device="cpu", memory_format=None):
@@ -24,9 +24,9 @@ def build_net(model, trainfunc="angleproto", nOut=512, nClasses=5994, device="cp
 
 def take_step(net, data, label, optimizer, scaler, mixedprec):
     """One batch as the trainer's epoch loop (voxtrainer.training.run_epoch) handles it: moved to the
-    net's device, one voxtrainer.training.train_step, the loss read back. Returns the loss."""
-    device = net.device
-    data, label = data.to(device, non_blocking=True), label.to(device, non_blocking=True)
+    net's device (int16 crops converted there), one voxtrainer.training.train_step, the loss read back
+    (which the epoch loop does only when its progress bar refreshes). Returns the loss."""
+    data, label = batch_to_device(data, label, net.device)
     loss, _ = train_step(net, data, label, optimizer, scaler, mixedprec)
     return loss.item()
 

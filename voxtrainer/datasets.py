@@ -10,6 +10,7 @@ from torch.utils.data import Dataset, Sampler
 
 from voxtrainer.audio import load_random_crop, loadWAV
 from voxtrainer.errors import InputError
+from voxtrainer.inference import unique_crops
 
 class Group(NamedTuple):
     """One sampler item: utterances of one speaker and the seed of their random crops."""
@@ -18,10 +19,25 @@ class Group(NamedTuple):
     crop_seed: int
 
 
+def as_int16_if_lossless(crops):
+    """float32 crops (int16 range) as int16 when converting back gives the same bits (16-bit audio:
+    half the bytes to send between processes), else None (float files' fractions, -0.0)."""
+    with numpy.errstate(invalid="ignore"):  # out-of-range values cast to garbage: compared unequal below
+        as16 = crops.astype(numpy.int16)
+    if numpy.array_equal(as16.astype(numpy.float32).view(numpy.int32), crops.view(numpy.int32)):
+        return as16
+    return None
+
+
 class TrainDataset(Dataset):
     """Maps a Group to (crops (len(group), samples), label), cut by the audio `protocol`
     (voxtrainer/audio.py); `augment(crop, rng)` (augment.py), if given, runs on each crop in the
-    loader worker."""
+    loader worker.
+
+    The crops hold float32 values (int16 range under the 2020 protocol); they are sent as int16 when
+    that is lossless (16-bit audio, 2020 protocol, no augmentation), as float32 otherwise:
+    `crops.float()` is the same either way (`voxtrainer.training.batch_to_device` converts on the
+    training device)."""
 
     def __init__(self, train_list, max_frames, augment=None, protocol="2020"):
         self.files = train_list.files
@@ -38,7 +54,9 @@ class TrainDataset(Dataset):
         if self.augment is not None:
             # Drawn after all crops are cut, so --augment does not move the crops.
             crops = [self.augment(crop, rng) for crop in crops]
-        return torch.from_numpy(numpy.stack(crops)), group.label
+        crops = numpy.stack(crops)
+        as16 = as_int16_if_lossless(crops) if self.augment is None else None  # augmented crops are float
+        return torch.from_numpy(crops if as16 is None else as16), group.label
 
 
 class SpeakerBatchSampler(Sampler):
@@ -107,13 +125,26 @@ class SpeakerBatchSampler(Sampler):
 
 
 def collate_groups(items):
-    crops = torch.stack([crop for crop, _ in items])
+    """(crops (groups, utterances, samples), labels): int16 when every group's crops are, else float32.
+    In a loader worker the crops are stacked straight into shared memory, as default_collate does,
+    rather than copied there when the batch is sent."""
+    if len({crop.dtype for crop, _ in items}) > 1:
+        items = [(crop.float(), label) for crop, label in items]  # int16 -> float32 is exact
+    first = items[0][0]
+    out = None
+    if torch.utils.data.get_worker_info() is not None:
+        storage = first.untyped_storage()._new_shared(len(items) * first.nbytes)
+        out = first.new(storage).view(len(items), *first.shape)
+    crops = torch.stack([crop for crop, _ in items], out=out)
     labels = torch.tensor([label for _, label in items], dtype=torch.long)
     return crops, labels
 
 
 def make_train_loader(train_list, max_frames, group_size, max_seg_per_spk, batch_size, num_workers, seed,
-                      num_replicas=1, rank=0, augment=None, protocol="2020"):
+                      num_replicas=1, rank=0, augment=None, protocol="2020", pin_memory=None):
+    """(loader, sampler) of the training batches. `pin_memory` (default: whether CUDA is available)
+    puts batches in page-locked memory, from which copies to a CUDA device run asynchronously; pass
+    False when training on the CPU of a CUDA machine, where pinning is only an extra copy."""
     sampler = SpeakerBatchSampler(train_list.labels, group_size, max_seg_per_spk, batch_size, seed,
                                   num_replicas, rank, listfile=train_list.listfile)
     if len(sampler) == 0:
@@ -121,13 +152,16 @@ def make_train_loader(train_list, max_frames, group_size, max_seg_per_spk, batch
             train_list.listfile, batch_size, train_list.num_speakers))
     loader = torch.utils.data.DataLoader(
         TrainDataset(train_list, max_frames, augment, protocol), batch_sampler=sampler, num_workers=num_workers,
-        collate_fn=collate_groups, pin_memory=torch.cuda.is_available(),
+        collate_fn=collate_groups, pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers > 0 else None)
     return loader, sampler
 
 
 class EvalDataset(Dataset):
-    """Unique test files -> their eval crops (num_eval, samples), cut by the audio `protocol`."""
+    """Unique test files -> their distinct eval crops and where each eval crop is among them:
+    (unique (n, samples), index (num_eval,)), the crops being unique[index]. A file no longer than
+    one crop is padded to one crop and all its eval crops are that crop: n = 1
+    (voxtrainer.inference.unique_crops). Cut by the audio `protocol`. Whole-file crops (eval_frames 0): one crop, index [0]."""
 
     def __init__(self, paths, eval_frames, num_eval, protocol="2020"):
         self.paths, self.eval_frames, self.num_eval, self.protocol = paths, eval_frames, num_eval, protocol
@@ -136,5 +170,5 @@ class EvalDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index):
-        return loadWAV(self.paths[index], self.eval_frames, evalmode=True, num_eval=self.num_eval,
-                       protocol=self.protocol)
+        return unique_crops(loadWAV(self.paths[index], self.eval_frames, evalmode=True, num_eval=self.num_eval,
+                                    protocol=self.protocol))

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from voxtrainer import checkpoints
+from voxtrainer import checkpoints, inference
 from voxtrainer.audio import check_protocol, crop_waveform, loadWAV
 from voxtrainer.datasets import EvalDataset
 from voxtrainer.plugins import load_plugin, model_protocol
@@ -65,33 +65,64 @@ class SpeakerNet(nn.Module):
         return self.__L__(feat, label)
 
     # -- embeddings -------------------------------------------------------------------------
+    # Every embedding is computed by embed_crops, through voxtrainer.inference: a traced and frozen
+    # graph of __S__ on the CPU (eager numbers to ~1e-6), eager elsewhere or when that fails.
+
+    def set_eval_precision(self, precision):
+        """'fp32' (default) or 'bf16' (autocast, only where native; changes the scores, and says so)."""
+        inference.set_precision(self, precision)
 
     @torch.no_grad()
     def embed_crops(self, crops):
-        """(crops, samples) -> (crops, nOut), normalised when the loss scores normalised embeddings."""
-        out = self.__S__(crops.to(self.device)).float()
-        return F.normalize(out, p=2, dim=1) if self.test_normalize else out
+        """(crops, samples) -> (crops, nOut), normalised when the loss scores normalised embeddings.
+        Runs of identical consecutive crops are embedded once."""
+        unique, index = inference.unique_crops(crops)
+        out = inference.embedder(self)(unique)
+        return out if unique.shape[0] == crops.shape[0] else out[index.to(out.device)]
 
     @torch.no_grad()
     def embed_files(self, paths, eval_frames, num_eval=10, num_workers=0, crops_per_batch=None, progress=True):
         """Eval-crop embeddings of each file: (files, crops, nOut) on the CPU (crops = 1 when
-        eval_frames is 0). Fixed-length crops of several files share one forward pass: 40 crops on
-        a GPU, 20 on the CPU, where 40 crops' activations outgrow the caches (README, Performance)."""
+        eval_frames is 0). Loader processes (inference.loader_processes: on the CPU one for crops,
+        none for whole files) read and crop the files ahead of the network and send each file's
+        distinct crops (a file no longer than one crop has one); the crops of consecutive
+        files share forward passes of `crops_per_batch`: 40 on a GPU, 20 on the CPU, where 40 crops'
+        activations outgrow the caches (README, Performance). Whole files (eval_frames 0) of different
+        lengths each take their own pass."""
         self.eval()
+        inference.refresh(self)
         if crops_per_batch is None:
             crops_per_batch = 20 if self.device.type == "cpu" else 40
-        files_per_batch = max(1, crops_per_batch // num_eval) if eval_frames > 0 else 1
-        loader = torch.utils.data.DataLoader(EvalDataset(paths, eval_frames, num_eval, self.protocol),
-                                             batch_size=files_per_batch, num_workers=num_workers,
-                                             collate_fn=torch.stack)
-        embeddings = []
-        for crops in tqdm(loader, desc="Embedding", unit="batch", disable=not progress, leave=False):
-            files, per_file, samples = crops.shape
-            out = self.embed_crops(crops.reshape(files * per_file, samples))
-            embeddings.append(out.reshape(files, per_file, -1).cpu())
-        if not embeddings:
-            return torch.zeros(0, 1 if eval_frames == 0 else num_eval, 0)
-        return torch.cat(embeddings)
+        per_file = 1 if eval_frames == 0 else num_eval
+        num_workers = inference.loader_processes(self.device, eval_frames, num_workers)
+        loader = torch.utils.data.DataLoader(
+            EvalDataset(paths, eval_frames, num_eval, self.protocol), batch_size=None, num_workers=num_workers,
+            prefetch_factor=inference.prefetch_factor(crops_per_batch, num_workers) if num_workers > 0 else None)
+        outputs, indices, pending, pending_count, total = [], [], [], 0, 0
+
+        def forward(count):
+            nonlocal pending, pending_count
+            crops = torch.cat(pending) if len(pending) > 1 else pending[0]
+            outputs.append(self.embed_crops(crops[:count]).cpu())
+            pending = [crops[count:]] if count < crops.shape[0] else []
+            pending_count -= count
+
+        with tqdm(total=len(paths), desc="Embedding", unit="file", disable=not progress, leave=False) as bar:
+            for unique, index in loader:
+                if pending and unique.shape[1] != pending[0].shape[1]:
+                    forward(pending_count)  # crops of another length cannot share a pass
+                indices.append(index + total)
+                total += unique.shape[0]
+                pending.append(unique)
+                pending_count += unique.shape[0]
+                while pending_count >= crops_per_batch:
+                    forward(crops_per_batch)
+                bar.update(1)
+        if pending_count:
+            forward(pending_count)
+        if not indices:
+            return torch.zeros(0, per_file, 0)
+        return torch.cat(outputs)[torch.stack(indices)]
 
     @torch.no_grad()
     def embed(self, waveform_or_path, eval_frames=0, num_eval=10):
