@@ -117,6 +117,7 @@ class NullNet(torch.nn.Module):
     SpeakerNet.embed_files (evaluate_list's embedding pass). `calls` times embed_crops's calls."""
 
     embed_files = SpeakerNet.embed_files
+    protocol = "2020"  # how embed_files reads the audio: the 2020 trainer's int16 values
 
     def __init__(self, nOut=DIM):
         super().__init__()
