@@ -13,7 +13,6 @@ import sys
 from voxtrainer import runtime  # first: it sets process settings that must precede torch
 from voxtrainer.config import OneLineParser, read_config, real_number, save_config, truth_value, whole_number
 from voxtrainer.errors import InputError, run_command
-from voxtrainer.export import FORMATS as EXPORT_FORMATS
 from voxtrainer.score_norm import METHODS as SCORE_NORMS
 
 DEFAULT_NCLASSES = 5994  # VoxCeleb2 dev speakers: the seed's --nSpeakers default
@@ -109,8 +108,9 @@ def build_parser():
                        help="Score-norm cohort: one path per line (or a train list), relative to --cohort_path")
     extra.add_argument("--cohort_path", type=str, default="", help="Root of the cohort list's paths")
     extra.add_argument("--top_k", type=whole_number(1), default=300, help="AS-norm: highest cohort scores kept per side")
-    extra.add_argument("--export", type=str, default=None, choices=EXPORT_FORMATS,
-                       help="Only write the embedding network of --initial_model to --export_out")
+    extra.add_argument("--export", type=str, default=None, metavar="{onnx,torchscript}",
+                       help="Only write the embedding network of --initial_model to --export_out, as ONNX or "
+                            "TorchScript (voxtrainer.export.FORMATS)")
     extra.add_argument("--export_out", type=str, default="", help="File that --export writes")
     extra.add_argument("--average_last", type=whole_number(), default=0,
                        help="Only average the last N models of --save_path/model into one .model")

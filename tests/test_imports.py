@@ -70,8 +70,8 @@ def test_no_module_imports_a_private_name_of_another():
     assert not private
 
 
-def test_help_imports_no_plotting_signal_processing_or_learning_library():
-    heavy = ["matplotlib", "scipy.signal", "sklearn", "onnx", "onnxruntime"]
+def test_help_imports_neither_torch_nor_plotting_signal_processing_or_learning_libraries():
+    heavy = ["torch", "matplotlib", "scipy.signal", "sklearn", "onnx", "onnxruntime"]
     code = ("import runpy, sys; sys.argv = ['trainSpeakerNet.py', '--help']\n"
             "try:\n    runpy.run_path('trainSpeakerNet.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
             "print('LOADED', [name for name in %r if name in sys.modules])" % heavy)

@@ -1,6 +1,9 @@
 """Where and how to compute: the device, the autocast precision, the memory layout, seeding, and
 the process settings that must be made before torch is imported.
 
+This module imports torch only inside the functions that use it, so that a command line that
+imports it first (to make those settings) pays for torch only when it needs it (--help does not).
+
 OMP_WAIT_POLICY=PASSIVE (unless already set): with libgomp's default an intra-op thread that
 reaches a barrier spins, so on a CPU shared with other processes every parallel region can cost a
 scheduler time slice (README, Performance). Numerics are unchanged; set OMP_WAIT_POLICY=ACTIVE in
@@ -11,9 +14,6 @@ import random
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy  # noqa: E402
-import torch  # noqa: E402
-
 from voxtrainer.errors import InputError  # noqa: E402
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -21,6 +21,7 @@ DEVICES = ("auto", "cpu", "cuda")
 
 def resolve_device(name, local_rank=0):
     """torch.device for --device auto|cpu|cuda (auto: CUDA when present)."""
+    import torch
     if name == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA device is available (use --device cpu)")
     if name == "cpu" or not torch.cuda.is_available():
@@ -30,12 +31,14 @@ def resolve_device(name, local_rank=0):
 
 def autocast_dtype(device):
     """--mixedprec's precision: fp16 (with loss scaling) on CUDA, bf16 on CPU."""
+    import torch
     return torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
 
 
 def preferred_memory_format(device):
     """channels_last on CPU, where oneDNN's NHWC convolutions are faster for every model here
     (README, Performance); the default layout elsewhere. Checkpoints are saved contiguous."""
+    import torch
     return torch.channels_last if torch.device(device).type == "cpu" else torch.contiguous_format
 
 
@@ -54,6 +57,7 @@ def cpu_flags():
 def cpu_has_native_bf16():
     """Whether oneDNN runs bf16 natively on this CPU (AVX-512 with BF16, or AMX); elsewhere bf16
     autocast is emulated and several times slower than fp32."""
+    import torch
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
@@ -62,6 +66,7 @@ def cpu_has_native_bf16():
 
 def mixedprec_warning(device):
     """Why --mixedprec is a bad idea on this device, or None."""
+    import torch
     if torch.device(device).type == "cpu" and not cpu_has_native_bf16():
         return ("--mixedprec on CPU runs bf16 autocast, but this CPU has no native bf16 (oneDNN needs "
                 "AVX-512 or AMX): bf16 is emulated and a train step is several times slower than fp32 "
@@ -86,6 +91,8 @@ def loader_processes(requested):
 
 def seed_everything(seed):
     """Python's, numpy's and torch's generators: weights, sampling and crops follow from the seed."""
+    import numpy
+    import torch
     random.seed(seed)
     numpy.random.seed(seed)
     torch.manual_seed(seed)
