@@ -4,6 +4,7 @@
     python dataprep.py --save_path DIR --download --user USER --password PASSWORD
     python dataprep.py --save_path DIR --extract
     python dataprep.py --save_path DIR --convert
+    python dataprep.py --make_lists --from_folder RECORDINGS --save_path OUT   (your own recordings)
 
 Resulting layout::
 
@@ -49,7 +50,20 @@ def build_parser():
                        help="join the parts, extract the zips into DIR/voxceleb1 and DIR/voxceleb2")
     steps.add_argument("--convert", action="store_true", help="convert DIR/voxceleb2 m4a files to 16 kHz wav")
     steps.add_argument("--make_lists", action="store_true",
-                       help="write DIR/train_list.txt from the converted DIR/voxceleb2 files")
+                       help="write DIR/train_list.txt from the converted DIR/voxceleb2 files (with --from_folder: "
+                            "train and test lists of your own recordings)")
+    steps.add_argument("--from_folder", type=Path, default=None, metavar="RECORDINGS",
+                       help="with --make_lists: recordings laid out as RECORDINGS/<speaker>/**/<file> (wav, flac, "
+                            "mp3, m4a; any rate and channels) become DIR/wav/**.wav (16 kHz mono; right wavs are "
+                            "symlinked), DIR/train_list.txt and DIR/test_list.txt of held-out speakers")
+    steps.add_argument("--test_speakers", type=speaker_count, default=0.2,
+                       help="with --from_folder: speakers held out for the test list, a number (>= 2) or a "
+                            "fraction below 1 (default: %(default)s)")
+    steps.add_argument("--trials", type=int, default=1000,
+                       help="with --from_folder: test-list trials, half target, half non-target (default: "
+                            "%(default)s)")
+    steps.add_argument("--seed", type=int, default=0,
+                       help="with --from_folder: seed of the held-out speakers and the trials (default: %(default)s)")
     steps.add_argument("--demo", action="store_true",
                        help="write a small synthetic demo set under DIR/demo and do nothing else")
     steps.add_argument("--augment", action="store_true",
@@ -78,6 +92,19 @@ def build_parser():
     tuning.add_argument("--workers", type=int, default=default_workers(),
                         help="parallel ffmpeg processes (default: all cores, %(default)s)")
     return parser
+
+
+def speaker_count(text):
+    """--test_speakers: a whole number of speakers, or a fraction of them (0 < x < 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number of speakers nor a fraction") from None
+    if value.is_integer() and value >= 1:
+        return int(value)
+    if 0 < value < 1:
+        return value
+    raise argparse.ArgumentTypeError(f"{text!r}: give a number of speakers (>= 2) or a fraction (0 < x < 1)")
 
 
 # ---------------------------------------------------------------------------
@@ -114,6 +141,11 @@ def convert(args):
 
 
 def make_lists(args):
+    if args.from_folder is not None:
+        from voxtrainer.data.folder import lists_from_folder   # soundfile only for this step
+        # It creates --save_path itself, once it has checked that the folder is not inside the recordings.
+        lists_from_folder(args.from_folder, args.save_path, args.test_speakers, args.trials, args.seed, args.workers)
+        return
     make_train_list(args.save_path)
 
 
@@ -139,6 +171,13 @@ STEPS = (
 )
 
 
+def make_folder(save_path):
+    try:
+        save_path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataprepError(f"cannot create --save_path {save_path}: {err.strerror or err}") from None
+
+
 def asks_for(args, flags):
     return any(getattr(args, flag) for flag in flags)
 
@@ -148,11 +187,8 @@ def run(args):
         demo(args)
         return
     if asks_for(args, ("download", "lists_only", "augment")):
-        try:
-            args.save_path.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise DataprepError(f"cannot create --save_path {args.save_path}: {err.strerror or err}") from None
-    elif not args.save_path.is_dir():
+        make_folder(args.save_path)
+    elif args.from_folder is None and not args.save_path.is_dir():
         raise DataprepError(f"{args.save_path} does not exist: check --save_path or run --download first")
     for flags, step in STEPS:
         if asks_for(args, flags):
@@ -167,6 +203,10 @@ def main(argv=None):
                      "or --augment")
     if args.workers < 1 or args.retries < 0 or args.retry_wait < 0:
         parser.error("--workers must be >= 1, --retries and --retry_wait >= 0")
+    if args.from_folder is not None and not args.make_lists:
+        parser.error("--from_folder goes with --make_lists")
+    if args.trials < 2:
+        parser.error("--trials must be >= 2 (one target and one non-target trial)")
     return run_command(lambda: run(args), "dataprep.py: ", 1, INTERRUPTED)
 
 

@@ -63,7 +63,9 @@ def build_parser():
                        help="Also evaluate the model before the first epoch, to compare with the trained EER")
 
     io = parser.add_argument_group("models and outputs")
-    io.add_argument("--initial_model", type=str, default="", help="Weights to start from / to evaluate")
+    io.add_argument("--initial_model", type=str, default="",
+                    help="Weights to start from / to evaluate: a file, or an http(s) URL downloaded once into "
+                         "--model_cache")
     io.add_argument("--save_path", type=str, default="data/exp1", help="Folder for models and results")
     io.add_argument("--eval", dest="eval", action="store_true", help="Only score --test_list and print the EER")
     io.add_argument("--device", type=str, default="auto", choices=["auto", "cpu", "cuda"], help="Compute device")
@@ -84,6 +86,13 @@ def build_parser():
                              help="Audio protocol for training, evaluation and extraction: 2020 int16 values "
                                   "and zero padding, 2021 floats and wrap padding (default: the model's, "
                                   "2021 for ResNetSE34V2, else 2020)")
+
+    own = parser.add_argument_group("your own data (dataprep.py --make_lists --from_folder writes the lists)")
+    own.add_argument("--model_cache", type=str, default="",
+                     help="Folder for --initial_model URLs' downloads (default: $XDG_CACHE_HOME/voxtrainer, "
+                          "else ~/.cache/voxtrainer)")
+    own.add_argument("--initial_model_sha256", type=str, default="",
+                     help="sha256 that --initial_model must have (a mismatching download is removed)")
 
     extra = parser.add_argument_group("beyond the original (all off by default)")
     extra.add_argument("--compile", action="store_true",
@@ -159,6 +168,26 @@ def resolve_group_sizes(args, loss_class):
 # ---------------------------------------------------------------------------------------------
 # The modes
 
+def resolve_initial_model(args, dist_env):
+    """--initial_model as a local file (an http(s) URL downloaded into the cache; see voxtrainer.remote).
+    Under --distributed the first process of each machine fetches it while the others wait, then
+    find it cached."""
+    from voxtrainer.remote import is_url, local_model
+    if args.initial_model_sha256 and not args.initial_model:
+        raise InputError("--initial_model_sha256 checks --initial_model: give the model too")
+    if not (args.initial_model and (is_url(args.initial_model) or args.initial_model_sha256)):
+        return args.initial_model
+    if not dist_env.enabled:
+        return local_model(args.initial_model, args.model_cache, args.initial_model_sha256)
+    import torch.distributed
+    if dist_env.local_rank == 0:
+        path = local_model(args.initial_model, args.model_cache, args.initial_model_sha256)
+    torch.distributed.barrier()
+    if dist_env.local_rank != 0:
+        path = local_model(args.initial_model, args.model_cache, args.initial_model_sha256)
+    return path
+
+
 def average_mode(args):
     from voxtrainer.checkpoints import average_last
     average_last(args.save_path, args.average_last)
@@ -225,7 +254,7 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
     from voxtrainer.datasets import make_train_loader
     from voxtrainer.evaluation import evaluate_list
     from voxtrainer.experiment import exclusive_run, prepare_folder
-    from voxtrainer.lists import TestList, TrainList
+    from voxtrainer.lists import TestList, TrainList, leakage_warning
     from voxtrainer.plugins import load_plugin
     from voxtrainer.training import Run, train
     # Everything that can be checked is checked here, before the first epoch.
@@ -234,7 +263,9 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
     if args.max_frames < 1:
         raise InputError("--max_frames %d: a training crop needs at least 1 frame" % args.max_frames)
     train_list = TrainList(args.train_list, args.train_path)
-    TestList(args.test_list, args.test_path).check_audio()
+    test_list = TestList(args.test_list, args.test_path)
+    test_list.check_audio()
+    leakage = leakage_warning(train_list, test_list)
     loss_class = load_plugin("loss", args.trainfunc)
     if loss_class.classifies_speakers and nClasses < train_list.num_speakers:
         raise InputError("--nClasses %d: %s has %d speakers, and --trainfunc %s needs a class for each (the seed "
@@ -269,6 +300,8 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
     prepare_folder(args.save_path)
     with exclusive_run(args.save_path), log.log_file(os.path.join(args.save_path, "result", log.LOG_FILE)):
         save_config(args.save_path, {name: value for name, value in vars(args).items() if name != "config"})
+        if leakage:  # here, so that train.log keeps it too; rank 0 only, so it is said once
+            log.warning(leakage)
         log.info("%d utterances of %d speakers, %d batches of %d x %d per epoch" % (
             len(train_list.files), train_list.num_speakers, len(sampler), args.batch_size, nPerSpeaker))
         train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evaluate, dist_env)
@@ -316,6 +349,7 @@ def run(argv, seen):
         if args.mixedprec and runtime.mixedprec_warning(device):
             log.warning(runtime.mixedprec_warning(device))
         args.nDataLoaderThread = runtime.loader_processes(args.nDataLoaderThread)
+        args.initial_model = resolve_initial_model(args, dist_env)
         for dest, mode in MODES.items():
             if getattr(args, dest):
                 return mode(args, net, dist_env)

@@ -1,7 +1,7 @@
 """The one fake HTTP server of the dataprep tests: serves bytes from memory on 127.0.0.1, with
-optional basic auth, `Range: bytes=N-` resumption and faults to inject (a connection dropped
-half-way, corrupted bytes, an HTTP error, a redirect, something happening between the headers and
-the body), and records every request it gets."""
+optional basic auth, `Range: bytes=N-` resumption, a Content-Type per path, and faults to inject (a
+connection dropped half-way, corrupted bytes, an HTTP error, a redirect, something happening between
+the headers and the body), and records every request it gets."""
 
 import base64
 import http.server
@@ -21,6 +21,7 @@ class FakeServer:
         self.fail_once = {}         # path -> HTTP status to answer once
         self.redirects = {}         # path -> absolute URL (any text: it is sent as the Location)
         self.before_body = {}       # path -> function to call (once) after the headers, before the body
+        self.content_types = {}     # path -> Content-Type header to send with it (none by default)
         self.expected_auth = None
         if credentials is not None:
             self.expected_auth = "Basic " + base64.b64encode(":".join(credentials).encode()).decode()
@@ -80,6 +81,8 @@ class FakeServer:
                 if start is not None:
                     status, headers = 206, {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"}
                     data = data[start:]
+                if path in fake.content_types:
+                    headers["Content-Type"] = fake.content_types[path]
                 if path in fake.drop_after:
                     return self._hang_up_after(fake.drop_after.pop(path), status, data, headers)
                 if path in fake.before_body:

@@ -21,12 +21,13 @@ class InputError(Exception):
 def run_command(action, prefix, error_status, interrupted_message):
     """Exit status of `action()`: 0, `error_status` after printing `<prefix>error: <line>` for an
     InputError, 130 after printing `<prefix><interrupted_message>` (a string, or a function giving
-    one) for Ctrl-C (or SIGTERM turned into KeyboardInterrupt)."""
+    one) for Ctrl-C (or SIGTERM turned into KeyboardInterrupt). An InputError class may carry its own
+    `exit_status` (dataprep.py's bad-input errors exit 2, as the trainer's do, its failed steps 1)."""
     try:
         action()
     except InputError as error:
         print("%serror: %s" % (prefix, error.line), file=sys.stderr)
-        return error_status
+        return getattr(error, "exit_status", None) or error_status
     except KeyboardInterrupt:
         message = interrupted_message() if callable(interrupted_message) else interrupted_message
         print("%s%s" % (prefix, message), file=sys.stderr)

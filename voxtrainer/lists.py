@@ -78,6 +78,8 @@ class TrainList:
         speakers = sorted({parts[0] for _, parts in rows})
         self.speaker_index = {speaker: index for index, speaker in enumerate(speakers)}
         self.files = [os.path.join(train_path, parts[1]) for _, parts in rows]
+        self.train_path = train_path
+        self.names = [parts[1] for _, parts in rows]  # as listed, relative to train_path
         self.labels = [self.speaker_index[parts[0]] for _, parts in rows]
         check_files_exist([(number, path) for (number, _), path in zip(rows, self.files)], train_list, "--train_path")
         self.listfile = train_list
@@ -126,6 +128,35 @@ class TestList:
         """InputError for the first file (in list order) that is not 16 kHz mono audio with samples,
         naming the list, the line and the file: for a trainer to call before the first epoch."""
         check_audio_files(self.paths_with_line_numbers(), self.listfile, progress, what="test audio")
+
+
+def leakage_warning(train_list, test_list):
+    """The warning to print when the test list shares speakers or files with the train list (None
+    when it shares nothing): every score measured on such a test list is better than the model is.
+
+    Speakers: a test file's first path component is its speaker (VoxCeleb's convention, and
+    dataprep.py --from_folder's), compared with the train list's speaker labels. Files: both lists'
+    paths joined to their roots, the roots' symlinks resolved (once per root, not per file)."""
+    def resolved(root, names):
+        real_root = os.path.realpath(root)
+        return [os.path.normpath(os.path.join(real_root, name)) for name in names]
+
+    train_speakers = set(train_list.speaker_index)
+    shared_speakers = sorted({name.replace("\\", "/").split("/", 1)[0] for name in test_list.files}
+                             & train_speakers)
+    train_files = set(resolved(train_list.train_path, train_list.names))
+    shared_files = [name for name, path in zip(test_list.files, resolved(test_list.test_path, test_list.files))
+                    if path in train_files]
+    if not shared_speakers and not shared_files:
+        return None
+    found = []
+    if shared_speakers:
+        found.append("%d speaker(s) (e.g. %s)" % (len(shared_speakers), shared_speakers[0]))
+    if shared_files:
+        found.append("%d of its %d file(s) (e.g. %s)" % (len(shared_files), len(test_list.files), shared_files[0]))
+    return ("train/test leakage: test list %s shares %s with train list %s: every EER and minDCF measured on it "
+            "is inflated (the model has seen these speakers); hold them out of training, e.g. with dataprep.py "
+            "--make_lists --from_folder" % (test_list.listfile, " and ".join(found), train_list.listfile))
 
 
 def read_path_list(listfile, root, root_flag, what, min_files=1):

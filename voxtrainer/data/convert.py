@@ -1,5 +1,5 @@
-"""VoxCeleb2's m4a files to the 16 kHz mono 16-bit wav the trainer reads, with parallel ffmpeg
-processes.
+"""VoxCeleb2's m4a files (and, for --make_lists --from_folder, any recording ffmpeg reads) to the
+16 kHz mono 16-bit wav the trainer reads, with parallel ffmpeg processes.
 
 The work is found again from the files on disk: a wav only carries its final name once ffmpeg has
 finished it, so a run that was interrupted (even killed) is resumed by running it again."""
@@ -49,9 +49,10 @@ class Converter:
         self._lock = threading.Lock()
         self._stopping = False
 
-    def convert(self, source):
-        """Returns None on success, else a one-line reason."""
-        output = source.with_suffix(".wav")
+    def convert(self, source, output=None):
+        """`source` to `output` (default: the .wav beside it). Returns None on success, else a one-line
+        reason."""
+        output = source.with_suffix(".wav") if output is None else output
         # The pid keeps a still-running ffmpeg of a killed earlier run off our file.
         temporary = output.with_name(f"{output.name}.{os.getpid()}.partial")
         command = [self.ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(source),
@@ -83,21 +84,24 @@ class Converter:
                 process.kill()
 
 
-def convert_all(save_path, workers):
+def find_ffmpeg():
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise DataprepError(f"ffmpeg not found on PATH; {FFMPEG_INSTALL_HINT}")
-    sources, todo = find_conversion_work(save_path)
-    if not sources:
-        raise DataprepError(f"no {save_path / 'voxceleb2'}/*/*/*.m4a files: run --extract first")
-    print(f"converting {len(todo)} of {len(sources)} m4a files to 16 kHz wav with {workers} workers "
-          f"({len(sources) - len(todo)} already done)")
-    converter = Converter(ffmpeg)
+    return ffmpeg
+
+
+def convert_files(jobs, workers, total=None):
+    """Run ffmpeg on every (source, output) of `jobs`, `workers` at a time, with a progress bar out of
+    `total` files (default: the jobs; more when some were done before). Returns [(source, reason)] of
+    the files that failed, sorted. Ctrl-C or SIGTERM kills the running ffmpeg processes."""
+    total = len(jobs) if total is None else total
+    converter = Converter(find_ffmpeg()) if jobs else None
     failures = []
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        futures = {pool.submit(converter.convert, source): source for source in todo}
-        with tqdm(total=len(sources), initial=len(sources) - len(todo), unit="file", desc="convert") as bar:
+        futures = {pool.submit(converter.convert, source, output): source for source, output in jobs}
+        with tqdm(total=total, initial=total - len(jobs), unit="file", desc="convert") as bar:
             for future in as_completed(futures):
                 reason = future.result()
                 if reason is not None:
@@ -105,12 +109,24 @@ def convert_all(save_path, workers):
                 bar.update(1)
     except BaseException:
         # Ctrl-C or SIGTERM: kill the running ffmpeg processes, so that no .partial outlives us.
-        converter.stop()
+        if converter is not None:
+            converter.stop()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown()
+    return sorted(failures)
+
+
+def convert_all(save_path, workers):
+    find_ffmpeg()
+    sources, todo = find_conversion_work(save_path)
+    if not sources:
+        raise DataprepError(f"no {save_path / 'voxceleb2'}/*/*/*.m4a files: run --extract first")
+    print(f"converting {len(todo)} of {len(sources)} m4a files to 16 kHz wav with {workers} workers "
+          f"({len(sources) - len(todo)} already done)")
+    failures = convert_files([(source, source.with_suffix(".wav")) for source in todo], workers, len(sources))
     if failures:
-        for source, reason in sorted(failures):
+        for source, reason in failures:
             print(f"failed: {source}: {reason}", file=sys.stderr)
         raise DataprepError(f"{len(failures)} of {len(todo)} files failed to convert (listed above); "
                             f"fix or delete them and re-run --convert")

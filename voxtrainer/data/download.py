@@ -41,7 +41,12 @@ DISK_FULL_ERRNOS = {errno.ENOSPC} | ({errno.EDQUOT} if hasattr(errno, "EDQUOT") 
 
 
 def file_md5(path):
-    digest = hashlib.md5()
+    return file_digest(path, "md5")
+
+
+def file_digest(path, algorithm):
+    """The hex digest (hashlib's `algorithm`) of a file, read in blocks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(CHUNK), b""):
             digest.update(block)
@@ -167,11 +172,17 @@ class ChecksumMismatch(TransientError):
 
 
 class Downloader:
-    def __init__(self, credentials, retries, retry_wait, timeout):
+    """`hint` ends the messages about a missing file or a web page (what the user can do about it);
+    with `refuse_web_pages`, an answer of Content-Type text/html is refused before its body is
+    fetched (for files with no checksum to catch a login or error page with)."""
+
+    def __init__(self, credentials, retries, retry_wait, timeout, hint=MIRROR_HINT, refuse_web_pages=False):
         self.credentials = credentials
         self.retries = retries
         self.retry_wait = retry_wait
         self.timeout = timeout
+        self.hint = hint
+        self.refuse_web_pages = refuse_web_pages
         self._opener = urllib.request.build_opener(_AuthKeepingRedirectHandler())
 
     def download(self, url, dest, md5=None, validate=None):
@@ -201,8 +212,7 @@ class Downloader:
                 note(f"{dest.name}: {err}; retrying in {wait:g} s")
                 time.sleep(wait)
 
-    @staticmethod
-    def _check(url, partial, md5, validate):
+    def _check(self, url, partial, md5, validate):
         if md5 is not None:
             actual = file_md5(partial)
             if actual != md5:
@@ -210,7 +220,7 @@ class Downloader:
                 partial.unlink()
                 if web_page:    # a login or error page: fetching it again gives the same page
                     raise DataprepError(f"{redact_url(url)} sent a web page instead of the file (a login or "
-                                        f"error page?); {MIRROR_HINT}")
+                                        f"error page?); {self.hint}")
                 raise ChecksumMismatch(f"checksum mismatch (expected {md5}, got {actual})")
         if validate is not None:
             validate(partial)
@@ -230,7 +240,7 @@ class Downloader:
             if err.code == 416 and offset:
                 return      # already complete (or too long): the checksum decides
             if 300 <= err.code < 400:
-                raise _redirect_error(url, err) from None
+                raise _redirect_error(url, err, self.hint) from None
             if err.code == 401 and self.credentials is not None and not same_site(url, err.url):
                 raise DataprepError(f"{redact_url(url)} redirects to {redact_url(err.url)}, which asks for a "
                                     f"password; credentials are only sent to the host of the list") from None
@@ -243,6 +253,10 @@ class Downloader:
         except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
             raise TransientError(_describe_network_error(err)) from None
         with response:
+            content_type = response.headers.get("Content-Type", "")
+            if self.refuse_web_pages and content_type.split(";")[0].strip().lower() == "text/html":
+                raise DataprepError(f"{redact_url(url)} sent a web page ({content_type}) instead of the file (a "
+                                    f"login or error page?); {self.hint}")
             mode = self._resume_mode(response, partial, offset)
             if mode == "wb":
                 offset = 0
@@ -303,21 +317,21 @@ class Downloader:
                                  f"credentials from the VoxCeleb registration e-mail")
         if code == 403:
             return DataprepError(f"access to {url} denied (HTTP 403): check that your account may "
-                                 f"download this file; {MIRROR_HINT}")
+                                 f"download this file; {self.hint}")
         if code in (404, 410):
-            return DataprepError(f"{url} not found (HTTP {code}); {MIRROR_HINT}")
+            return DataprepError(f"{url} not found (HTTP {code}); {self.hint}")
         if code in (408, 429) or code >= 500:
             return TransientError(f"server error HTTP {code} {_one_line(reason)}")
         return DataprepError(f"{url}: HTTP {code} {_one_line(reason)}")
 
 
-def _redirect_error(url, err):
+def _redirect_error(url, err, hint):
     """The one-line error for a redirect urllib did not follow."""
     reason = str(err.reason)
     if reason.startswith(urllib.request.HTTPRedirectHandler.inf_msg):
         return DataprepError(f"{redact_url(url)} redirects in a loop (or more than "
                              f"{urllib.request.HTTPRedirectHandler.max_redirections} times), so it cannot be "
-                             f"downloaded; {MIRROR_HINT}")
+                             f"downloaded; {hint}")
     if "Redirection to url" in reason:
         return DataprepError(f"{redact_url(url)} redirects to {redact_url(err.url)}: only http:// and https:// "
                              f"URLs are supported")

@@ -14,6 +14,13 @@ class DataprepError(InputError):
     """An expected failure: reported as one line, without a traceback."""
 
 
+class BadInput(DataprepError):
+    """The user's own files or flags are wrong (exit status 2, as a usage error): fixing them, not
+    re-running, is what helps."""
+
+    exit_status = 2
+
+
 def format_bytes(count):
     """`count` bytes for a message: "0 bytes", "512 bytes", "3.4 kB", "1.2 MB", "8.3 GB" (powers of 1000)."""
     if count < 1000:
