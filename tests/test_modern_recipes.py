@@ -340,3 +340,21 @@ def test_a_run_with_the_whole_recipe_killed_mid_epoch_resumes_into_the_same_mode
            if line.startswith("IT ")]
     expected = [0.5 * (e / 1.5 if e < 1.5 else 1.0) * 0.1 * math.exp(e / 4 * math.log(0.001 / 0.1)) for e in range(4)]
     assert lrs == pytest.approx([round(value, 6) for value in expected], abs=1e-6)
+
+
+def test_the_trainer_sets_the_scheduled_margin_before_every_step(demo, tmp_path, monkeypatch):
+    import loss.aamsoftmax
+    seen = []
+    original = loss.aamsoftmax.LossFunction.set_margin
+
+    def recording(self, margin):
+        seen.append(margin)
+        original(self, margin)
+    monkeypatch.setattr(loss.aamsoftmax.LossFunction, "set_margin", recording)
+    assert trainSpeakerNet.main(demo_flags(demo, tmp_path, "--trainfunc", "aamsoftmax", "--nClasses", "6",
+                                           "--margin", "0.3", "--max_epoch", "2", "--test_interval", "2",
+                                           "--margin_start_epoch", "1", "--margin_end_epoch", "3",
+                                           "--margin_rise", "linear")) == 0
+    rising = seen[1:]  # after the constructor's
+    assert rising[0] == 0.0 and all(a <= b for a, b in zip(rising, rising[1:])) and 0.1 < rising[-1] < 0.3
+    assert len(set(rising)) > 10  # a new margin at every step, not once per epoch
