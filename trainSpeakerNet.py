@@ -124,6 +124,33 @@ def build_parser():
     extra.add_argument("--average_last", type=whole_number(), default=0,
                        help="Only average the last N models of --save_path/model into one .model")
 
+    modern = parser.add_argument_group("modern recipes (WeSpeaker's losses and schedules; all off by default)")
+    modern.add_argument("--margin_start_epoch", type=whole_number(0), default=0,
+                        help="Margin schedule (aamsoftmax, amsoftmax): --initial_margin until this epoch, rising "
+                             "to --margin by --margin_end_epoch, set before every step; 0 = off (fixed --margin)")
+    modern.add_argument("--margin_end_epoch", type=whole_number(1), default=None,
+                        help="First epoch at the full --margin (needed with --margin_start_epoch)")
+    modern.add_argument("--initial_margin", type=real_number(), default=0.0, help="Margin before the schedule rises")
+    modern.add_argument("--margin_rise", type=str, default="exp", choices=["exp", "linear"],
+                        help="Shape of the margin's rise: WeSpeaker's exponential (fast, then levelling off) or linear")
+    modern.add_argument("--subcenters", type=whole_number(1), default=1,
+                        help="aamsoftmax: centres per class, a class's cosine being its closest centre's")
+    modern.add_argument("--intertopk", type=whole_number(0), default=0,
+                        help="aamsoftmax: the K hardest negative classes get the penalty cos(theta - "
+                             "--intertopk_margin); 0 = off")
+    modern.add_argument("--intertopk_margin", type=real_number(0), default=0.06,
+                        help="Inter-top-k margin at the full --margin (scaled with the margin in force)")
+    modern.add_argument("--final_lr", type=real_number(0), default=5e-5,
+                        help="--scheduler warmup_exp: LR after --max_epoch epochs (decaying exponentially from --lr)")
+    modern.add_argument("--warmup_epochs", type=real_number(0), default=0,
+                        help="--scheduler warmup_exp: epochs of linear warm-up from LR 0")
+    modern.add_argument("--lr_reference_batch", type=whole_number(0), default=0,
+                        help="--scheduler warmup_exp: scale the LR by GPUs x utterances per batch / this, as "
+                             "WeSpeaker does with 64; 0 = off")
+    modern.add_argument("--momentum", type=real_number(0), default=None,
+                        help="--optimizer sgd: momentum (default: the original's 0.9)")
+    modern.add_argument("--nesterov", action="store_true", help="--optimizer sgd: Nesterov momentum")
+
     wespeaker = parser.add_argument_group("WeSpeaker models (ResNet34, ECAPA_TDNN; --initial_model takes their .pt)")
     wespeaker.add_argument("--channels", type=whole_number(8), default=512, help="ECAPA_TDNN channels: 512 or 1024")
     wespeaker.add_argument("--score_mean_from", type=str, default="",
@@ -271,23 +298,46 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
         raise InputError("--nClasses %d: %s has %d speakers, and --trainfunc %s needs a class for each (the seed "
                          "sets it with --nSpeakers)" % (nClasses, args.train_list, train_list.num_speakers,
                                                        args.trainfunc))
+    modern_options("loss", args.trainfunc, subcenters=None if args.subcenters == 1 else args.subcenters,
+                   intertopk=args.intertopk or None)
     augment = None
     if args.augment:
         from voxtrainer.augment import Augmenter
         augment = Augmenter(args.musan_path, args.rir_path)
+    optimizer_options = modern_options("optimizer", args.optimizer, momentum=args.momentum,
+                                       nesterov=args.nesterov or None)
+    optimizer = load_plugin("optimizer", args.optimizer)(net.parameters(), lr=args.lr, weight_decay=args.weight_decay,
+                                                         **optimizer_options)
+    lr_scale = 1.0
+    if args.lr_reference_batch:
+        modern_options("scheduler", args.scheduler, lr_scale=True)
+        lr_scale = dist_env.world_size * args.batch_size * nPerSpeaker / args.lr_reference_batch
+    scheduler = load_plugin("scheduler", args.scheduler)(optimizer, test_interval=args.test_interval,
+                                                         lr_decay=args.lr_decay, lr=args.lr, final_lr=args.final_lr,
+                                                         warmup_epochs=args.warmup_epochs, max_epoch=args.max_epoch,
+                                                         lr_scale=lr_scale)
+    margin_schedule = None
+    if args.margin_end_epoch is not None and not args.margin_start_epoch:
+        raise InputError("--margin_end_epoch needs --margin_start_epoch (the epoch the margin starts rising)")
+    if args.margin_start_epoch:
+        from voxtrainer.schedules import MarginSchedule
+        if args.margin_end_epoch is None:
+            raise InputError("--margin_start_epoch needs --margin_end_epoch (the first epoch at the full --margin)")
+        margin_schedule = MarginSchedule(net.__L__, args.initial_margin, args.margin, args.margin_start_epoch,
+                                         args.margin_end_epoch, args.margin_rise)
     loader, sampler = make_train_loader(train_list, args.max_frames, nPerSpeaker, args.max_seg_per_spk,
                                         args.batch_size, args.nDataLoaderThread, args.seed,
                                         num_replicas=dist_env.world_size, rank=dist_env.rank, augment=augment,
                                         protocol=net.protocol)
-    optimizer = load_plugin("optimizer", args.optimizer)(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    scheduler = load_plugin("scheduler", args.scheduler)(optimizer, test_interval=args.test_interval,
-                                                         lr_decay=args.lr_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=args.mixedprec and device.type == "cuda")
     identity = {"model": args.model, "encoder_type": args.encoder_type, "nOut": args.nOut,
                 "trainfunc": args.trainfunc, "n_mels": args.n_mels, "log_input": args.log_input,
                 "protocol": net.protocol}
     if loss_class.classifies_speakers:
         identity["nClasses"] = nClasses
+    # Named only when used, so that the runs of before keep their identity.
+    identity.update({name: getattr(args, name) for name, off in MODERN_HEAD_DEFAULTS.items()
+                     if getattr(args, name) != off})
     run = Run(args.model, identity, args.lr, args.initial_model, args.save_path, args.max_epoch, args.test_interval,
               args.mixedprec, args.eval_untrained, settings=vars(args), compile=args.compile)
 
@@ -296,7 +346,8 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
                              num_workers=args.nDataLoaderThread, progress=dist_env.is_main)
 
     if not dist_env.is_main:  # rank 0 owns the folder and writes in it
-        return train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evaluate, dist_env)
+        return train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evaluate, dist_env,
+                     margin_schedule)
     prepare_folder(args.save_path)
     with exclusive_run(args.save_path), log.log_file(os.path.join(args.save_path, "result", log.LOG_FILE)):
         save_config(args.save_path, {name: value for name, value in vars(args).items() if name != "config"})
@@ -304,7 +355,26 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
             log.warning(leakage)
         log.info("%d utterances of %d speakers, %d batches of %d x %d per epoch" % (
             len(train_list.files), train_list.num_speakers, len(sampler), args.batch_size, nPerSpeaker))
-        train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evaluate, dist_env)
+        train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evaluate, dist_env, margin_schedule)
+
+
+# The loss-head settings of the modern recipes, at their off values; those in use are part of a run's
+# identity, since a resumed run must have the same head.
+MODERN_HEAD_DEFAULTS = {"subcenters": 1, "intertopk": 0}
+
+
+def modern_options(package, name, **options):
+    """The `options` given (not None) that plugin `package/name` takes as named parameters, for its
+    constructor; InputError naming the flag when it does not take one, rather than ignoring it."""
+    import inspect
+    from voxtrainer.plugins import FLAGS, load_plugin
+    given = {option: value for option, value in options.items() if value is not None}
+    taken = inspect.signature(load_plugin(package, name)).parameters
+    for option in given:
+        if option not in taken:
+            flag = {"lr_scale": "lr_reference_batch"}.get(option, option)
+            raise InputError("--%s: %s %s does not take it" % (flag, FLAGS[package], name))
+    return given
 
 
 # Each mode flag and what it runs on the network built from the flags; none of them: training.
@@ -340,7 +410,8 @@ def run(argv, seen):
                              encoder_type=args.encoder_type, nClasses=nClasses, margin=args.margin,
                              scale=args.scale, hard_rank=args.hard_rank, hard_prob=args.hard_prob,
                              n_mels=args.n_mels, log_input=args.log_input, protocol=args.protocol,
-                             channels=args.channels).to(device)
+                             channels=args.channels, subcenters=args.subcenters, intertopk=args.intertopk,
+                             intertopk_margin=args.intertopk_margin).to(device)
         except ValueError as error:  # e.g. an unknown --encoder_type
             raise InputError(str(error))
         if not args.export:  # exported files are traced from the contiguous layout

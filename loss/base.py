@@ -92,6 +92,12 @@ class MarginSoftmax(SpeakerLoss, abstract=True):
         self.m = margin
         self.s = scale
 
+    def set_margin(self, margin):
+        """Put `margin` in force from the next step on: a margin schedule
+        (voxtrainer.schedules.MarginSchedule) calls it before every step. Subclasses that derive
+        constants from the margin recompute them here."""
+        self.m = margin
+
     def forward_fp32(self, x, label):
         cos = self.cosines(x)
         onehot = F.one_hot(label, cos.size(1)).to(cos.dtype)

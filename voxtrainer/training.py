@@ -106,11 +106,13 @@ class RunningTotals:
         return float(self.loss) / steps, float(self.metric) / steps
 
 
-def run_epoch(model, loader, optimizer, scaler, device, mixedprec, epoch, show_progress=True):
+def run_epoch(model, loader, optimizer, scaler, device, mixedprec, epoch, show_progress=True, per_batch=()):
     """One pass over the loader's batches. `model` is a module or a CompiledTraining. The running
     loss and metric are read (on an accelerator, a wait for the device) only when the progress bar
-    refreshes, every PROGRESS_INTERVAL_S, and at the end of the epoch."""
+    refreshes, every PROGRESS_INTERVAL_S, and at the end of the epoch. Each of `per_batch`
+    (voxtrainer.schedules: an LR or margin schedule) is set to the position before each step."""
     model.train()
+    steps_in_epoch = len(loader) if per_batch else 0
     step = model.step if isinstance(model, CompiledTraining) else functools.partial(train_step, model)
     totals = RunningTotals()
     bar = tqdm(loader, desc="Epoch %d" % epoch, unit="batch", disable=not show_progress, leave=False,
@@ -118,6 +120,8 @@ def run_epoch(model, loader, optimizer, scaler, device, mixedprec, epoch, show_p
     last_read, utterances = time.time(), 0
     for data, label in bar:
         data, label = batch_to_device(data, label, device)
+        for schedule in per_batch:
+            schedule.set_position(epoch, totals.steps, steps_in_epoch)
         try:
             loss, metric = step(data, label, optimizer, scaler, mixedprec)
         except TrainingDiverged as error:
@@ -246,10 +250,12 @@ class Run(NamedTuple):
     compile: bool = False  # train through torch.compile (CompiledTraining)
 
 
-def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evaluate, dist_env):
+def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evaluate, dist_env, margin_schedule=None):
     """Train epochs until run.max_epoch; `evaluate()` gives the Evaluation of the test list. Every run.test_interval epochs and after the last the
     model is saved (with its training state) and then evaluated, so a failing evaluation never
-    costs the trained epochs. Returns the last EER (or None)."""
+    costs the trained epochs. Returns the last EER (or None). The scheduler steps once per epoch;
+    one that declares `per_batch` (and `margin_schedule`, if any) is set before every step instead
+    (voxtrainer.schedules), from the position alone, which a resumed run recomputes exactly."""
     model_dir = os.path.join(run.save_path, "model")
     result_dir = os.path.join(run.save_path, "result")
     state_parts = checkpoints.training_state(optimizer, scheduler, scaler, run.identity)
@@ -271,16 +277,19 @@ def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evalu
         log.info("Untrained model: VEER %2.4f" % untrained_eer)
         scores.write("IT 0, untrained, VEER %2.4f" % untrained_eer)
 
+    per_batch = [schedule for schedule in (scheduler, margin_schedule) if getattr(schedule, "per_batch", False)]
     last_saved, eer = None, None
     try:
         for epoch in range(first_epoch, run.max_epoch + 1):
             sampler.set_epoch(epoch)
+            for schedule in per_batch:  # so that the line below shows the epoch's first LR
+                schedule.set_position(epoch, 0, len(loader))
             lr = current_lr(optimizer)
             log.info("%s %d Training %s with LR %f..." % (time.strftime("%Y-%m-%d %H:%M:%S"), epoch,
                                                           run.model_name, lr))
             try:
                 result = run_epoch(model, loader, optimizer, scaler, device, run.mixedprec, epoch,
-                                   show_progress=dist_env.is_main)
+                                   show_progress=dist_env.is_main, per_batch=per_batch)
             except TrainingDiverged as error:
                 kept = last_saved or (checkpoints.model_paths(run.save_path) or ["none"])[-1]
                 raise InputError("%s; the last good checkpoint is kept (%s); try a lower --lr" % (error, kept))
