@@ -87,6 +87,22 @@ def build_parser():
                                   "and zero padding, 2021 floats and wrap padding (default: the model's, "
                                   "2021 for ResNetSE34V2, else 2020)")
 
+    recipes = parser.add_argument_group("training data (recipes; all off by default)")
+    recipes.add_argument("--speed_perturb", action="store_true",
+                         help="Play each training group at 0.9, 1.0 or 1.1 times its speed, each speed of a speaker "
+                              "its own class (WeSpeaker's): softmax-family heads get 3 x --nClasses classes")
+    recipes.add_argument("--dither", type=real_number(0), default=0.0,
+                         help="Add Gaussian noise of this amplitude (int16 units, Kaldi's dither; WeSpeaker trains "
+                              "with 1.0) to every training crop; evaluation is never dithered")
+    recipes.add_argument("--min_train_seconds", type=real_number(0), default=None,
+                         help="Leave train-list utterances shorter than this out (WeSpeaker's recipe: 1.0)")
+    recipes.add_argument("--max_train_seconds", type=real_number(0), default=None,
+                         help="Leave train-list utterances longer than this out")
+    recipes.add_argument("--short_crop_padding", type=str, default=None, choices=["zero", "repeat"],
+                         help="Fill training crops of files shorter than a crop with zeros on both sides or by "
+                              "repeating the file from its start, as WeSpeaker (default: the protocol's, zero "
+                              "for 2020, repeat for 2021)")
+
     own = parser.add_argument_group("your own data (dataprep.py --make_lists --from_folder writes the lists)")
     own.add_argument("--model_cache", type=str, default="",
                      help="Folder for --initial_model URLs' downloads (default: $XDG_CACHE_HOME/voxtrainer, "
@@ -184,6 +200,14 @@ def default_nOut(model):
     return getattr(load_plugin("models", model), "default_nOut", 512)
 
 
+def head_classes(nClasses, speed_perturb):
+    """Classes of the loss head: --speed_perturb gives each speed of a speaker its own class."""
+    if not speed_perturb:
+        return nClasses
+    from voxtrainer.perturb import speed_perturbed_classes
+    return speed_perturbed_classes(nClasses)
+
+
 def resolve_group_sizes(args, loss_class):
     """(softmax classes, utterances per speaker per batch) from the seed's overloaded --nSpeakers."""
     nClasses = args.nClasses or args.nSpeakers or DEFAULT_NCLASSES
@@ -278,10 +302,11 @@ def export_mode(args, net, dist_env):
 def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
     import torch
     from voxtrainer import log
+    from voxtrainer.audio import check_padding
     from voxtrainer.datasets import make_train_loader
     from voxtrainer.evaluation import evaluate_list
     from voxtrainer.experiment import exclusive_run, prepare_folder
-    from voxtrainer.lists import TestList, TrainList, leakage_warning
+    from voxtrainer.lists import TestList, TrainList, leakage_warning, leave_out_by_duration
     from voxtrainer.plugins import load_plugin
     from voxtrainer.training import Run, train
     # Everything that can be checked is checked here, before the first epoch.
@@ -289,7 +314,12 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
         raise InputError("training needs --train_list and --test_list (or --eval to only score a list)")
     if args.max_frames < 1:
         raise InputError("--max_frames %d: a training crop needs at least 1 frame" % args.max_frames)
+    check_padding(args.short_crop_padding, net.protocol)
     train_list = TrainList(args.train_list, args.train_path)
+    if args.min_train_seconds is not None or args.max_train_seconds is not None:
+        train_list, note = leave_out_by_duration(train_list, args.min_train_seconds, args.max_train_seconds,
+                                                 progress=dist_env.is_main)
+        log.info(note)  # before a possible error about speakers the filter left with too few utterances
     test_list = TestList(args.test_list, args.test_path)
     test_list.check_audio()
     leakage = leakage_warning(train_list, test_list)
@@ -328,13 +358,14 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
     loader, sampler = make_train_loader(train_list, args.max_frames, nPerSpeaker, args.max_seg_per_spk,
                                         args.batch_size, args.nDataLoaderThread, args.seed,
                                         num_replicas=dist_env.world_size, rank=dist_env.rank, augment=augment,
-                                        protocol=net.protocol)
+                                        protocol=net.protocol, padding=args.short_crop_padding,
+                                        speed_perturb=args.speed_perturb, num_classes=nClasses, dither=args.dither)
     scaler = torch.amp.GradScaler(device.type, enabled=args.mixedprec and device.type == "cuda")
     identity = {"model": args.model, "encoder_type": args.encoder_type, "nOut": args.nOut,
                 "trainfunc": args.trainfunc, "n_mels": args.n_mels, "log_input": args.log_input,
                 "protocol": net.protocol}
     if loss_class.classifies_speakers:
-        identity["nClasses"] = nClasses
+        identity["nClasses"] = head_classes(nClasses, args.speed_perturb)
     # Named only when used, so that the runs of before keep their identity.
     identity.update({name: getattr(args, name) for name, off in MODERN_HEAD_DEFAULTS.items()
                      if getattr(args, name) != off})
@@ -407,7 +438,8 @@ def run(argv, seen):
         nClasses, nPerSpeaker = resolve_group_sizes(args, loss_class)
         try:
             net = SpeakerNet(model=args.model, trainfunc=args.trainfunc, nOut=args.nOut,
-                             encoder_type=args.encoder_type, nClasses=nClasses, margin=args.margin,
+                             encoder_type=args.encoder_type, nClasses=head_classes(nClasses, args.speed_perturb),
+                             margin=args.margin,
                              scale=args.scale, hard_rank=args.hard_rank, hard_prob=args.hard_prob,
                              n_mels=args.n_mels, log_input=args.log_input, protocol=args.protocol,
                              channels=args.channels, subcenters=args.subcenters, intertopk=args.intertopk,

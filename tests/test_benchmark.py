@@ -105,8 +105,8 @@ def test_quick_pipeline_benchmark_emits_every_measurement(tmp_path, capsys):
     output = tmp_path / "pipeline.jsonl"
     tools.benchmark_pipeline.main(["--quick", "--output", str(output)])
     _, by_kind = emitted(capsys, output)
-    assert set(by_kind) == {"device", "audio_set", "crop_check", "train_loader", "eval_loader", "scoring",
-                            "scoring_block", "summary"}
+    assert set(by_kind) == {"device", "audio_set", "crop_check", "train_loader", "train_crop_cost", "eval_loader",
+                            "scoring", "scoring_block", "summary"}
     for kind, fields in POSITIVE.items():
         for record in by_kind[kind]:
             for field in fields:
@@ -123,7 +123,11 @@ def test_quick_pipeline_benchmark_emits_every_measurement(tmp_path, capsys):
         assert record["identical_to_gathered"] and record["scores_finite"] and record["checked_trials"] > 0
         assert record["process_peak_rss_mb"] >= record["rss_with_data_mb"] >= record["embeddings_mb"]
     assert {r["block"] for r in by_kind["scoring_block"]} == {64, 128}
+    cost = by_kind["train_crop_cost"][0]
+    assert set(cost["crops_per_s"]) == set(cost["relative_to_plain"]) == {"plain", "speed_perturb", "dither"}
+    assert all(rate > 0 for rate in cost["crops_per_s"].values()) and cost["relative_to_plain"]["plain"] == 1
     summary = by_kind["summary"][0]
+    assert summary["speed_perturb_relative_crop_rate"] == cost["relative_to_plain"]["speed_perturb"]
     assert set(summary["train_crops_per_s_per_worker"]) == {"0", "1", "2"}
     assert all(summary["targets_met"][name] for name in summary["targets_met"] if "identical" in name)
 

@@ -19,6 +19,10 @@ Run from the repository root. Measurements (the `measurement` field of each line
                  batch (--batch_size 200 speakers x 2 utterances x 200 frames), each batch through
                  tools.common.take_step (voxtrainer.training.train_step) on NullNet; crops/s, crops/s
                  per worker process (the target: >= 1,500), crops per worker CPU second, peak RSS
+  train_crop_cost  what today's recipes cost a training crop (voxtrainer.datasets.TrainDataset, one
+                 utterance per group, in this process): plain, --speed_perturb, --dither 1; crops/s
+                 of each, measured interleaved (best of --crop_rounds rounds, so that load from other
+                 processes hits all alike), and each rate relative to the plain one
   eval_loader    SpeakerNet.embed_files (evaluate_list's embedding pass: EvalDataset through its
                  DataLoader) on NullNet, 10 crops of --eval_frames per file, 0, 1, 2 workers; files/s
   scoring        voxtrainer.scoring.trial_scores, the exact 2020 score, on random 512-dim float32
@@ -57,7 +61,8 @@ import torch  # noqa: E402
 from tools.benchmark import PeakMemory, Reporter, cpu_share, describe_device, process_memory_mb  # noqa: E402
 from voxtrainer import scoring  # noqa: E402
 from voxtrainer.audio import crop_samples, load_random_crop, loadWAV  # noqa: E402
-from voxtrainer.datasets import make_train_loader  # noqa: E402
+from tools.benchmark_augment import loader_seconds_per_crop  # noqa: E402
+from voxtrainer.datasets import Group, TrainDataset, make_train_loader  # noqa: E402
 from voxtrainer.lists import TrainList  # noqa: E402
 from voxtrainer.network import SpeakerNet  # noqa: E402
 
@@ -83,6 +88,8 @@ OPTIONS = [  # flag, type, default, help
                                      "that an epoch holds this many batches"),
     ("--loader_workers", str, "0,1,2", "worker counts of the train loader"),
     ("--loader_time", float, 6.0, "seconds of steady-state batches per train-loader measurement (at least 3 batches)"),
+    ("--crop_rounds", int, 5, "interleaved rounds of the train_crop_cost measurement"),
+    ("--cost_crops", int, 200, "crops per setting and round of the train_crop_cost measurement"),
     ("--eval_frames", int, 200, "frames per eval crop (the seed's --max_frames)"),
     ("--eval_workers", str, "0,1,2", "worker counts of the eval loader"),
     ("--eval_crops_per_batch", int, 40, "crops per forward pass in SpeakerNet.embed_files (40: its GPU setting)"),
@@ -117,7 +124,7 @@ class NullNet(torch.nn.Module):
     SpeakerNet.embed_files (evaluate_list's embedding pass). `calls` times embed_crops's calls."""
 
     embed_files = SpeakerNet.embed_files
-    protocol = "2020"  # how embed_files reads the audio: the 2020 trainer's int16 values
+    protocol = "2020"  # the audio protocol embed_files cuts eval crops by, as SpeakerNet's default
 
     def __init__(self, nOut=DIM):
         super().__init__()
@@ -235,6 +242,29 @@ def measure_train_loader(train_list, workers, args, report, min_batches=3):
              "workers' CPU time (the main process's with 0 workers), which other jobs on the machine hardly change")
 
 
+def measure_crop_cost(train_list, args, report):
+    """Crops/s of TrainDataset plain and with each recipe option, measured side by side."""
+    datasets = {
+        "plain": TrainDataset(train_list, args.max_frames),
+        "speed_perturb": TrainDataset(train_list, args.max_frames, speed_perturb=True,
+                                      num_classes=train_list.num_speakers),
+        "dither": TrainDataset(train_list, args.max_frames, dither=1.0),
+    }
+    groups = [Group((seed % len(train_list.files),), train_list.labels[seed % len(train_list.files)], seed)
+              for seed in range(args.cost_crops)]
+    seconds = {name: float("inf") for name in datasets}
+    for _ in range(args.crop_rounds):
+        for name, dataset in datasets.items():
+            seconds[name] = min(seconds[name], loader_seconds_per_crop(dataset, groups, 1))
+    rates = {name: round(1 / value, 1) for name, value in seconds.items()}
+    return report.emit(
+        "train_crop_cost", max_frames=args.max_frames, crops=args.cost_crops, rounds=args.crop_rounds,
+        crops_per_s=rates,
+        relative_to_plain={name: round(seconds["plain"] / value, 3) for name, value in seconds.items()},
+        note="one process, one utterance per group; the rate of each setting is its best round; speed_perturb "
+             "draws 0.9, 1.0, 1.1 alike, so two crops in three are resampled")
+
+
 def measure_eval_loader(paths, workers, args, report):
     net = NullNet()
     with measured() as total:
@@ -350,6 +380,7 @@ def main(argv=None):
         args.files, args.batch_size, args.batches_per_epoch = min(args.files, 12), min(args.batch_size, 4), 2
         args.loader_time = min(args.loader_time, 0.2)
         args.check_trials = min(args.check_trials, 500)
+        args.crop_rounds, args.cost_crops = min(args.crop_rounds, 1), min(args.cost_crops, 8)
     skip = set(filter(None, args.skip.split(",")))
     report = Reporter(args.output, CPU)
     info, short = describe_device(CPU)
@@ -380,6 +411,8 @@ def main(argv=None):
             for workers in [int(w) for w in args.loader_workers.split(",") if w]:
                 rates[workers] = measure_train_loader(train_list, workers, args, report)["crops_per_s_per_worker"]
             summary["train_crops_per_s_per_worker"] = rates
+            cost = measure_crop_cost(train_list, args, report)
+            summary["speed_perturb_relative_crop_rate"] = cost["relative_to_plain"]["speed_perturb"]
             for workers, rate in rates.items():
                 if workers:
                     targets["train loader, %d worker(s): >= %d crops/s per worker" % (

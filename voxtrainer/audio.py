@@ -7,6 +7,8 @@
   to one sample more than a crop.
 
 Both cut `max_frames * 160 + 240` samples a crop, evaluation crops at evenly spaced starts.
+Training crops of the 2020 protocol may instead repeat short files (`padding="repeat"`,
+--short_crop_padding), as WeSpeaker does.
 
 Every read of audio samples goes through `read_samples`, the one home of "samples in int16 range":
 integer formats (16- and 24-bit PCM, FLAC, ...) through libsndfile's int16 conversion, as the
@@ -17,6 +19,7 @@ format, are read by `load_random_crop` without libsndfile (`pcm16_wav_data`, `re
 same int16 values at a third of the cost."""
 
 import contextlib
+import functools
 import math
 import os
 import random
@@ -32,6 +35,11 @@ SAMPLE_RATE = 16000
 FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})  # soundfile's names of IEEE float sample formats
 INT16_SCALE = numpy.float32(32768)  # a power of two: float <-> int16 range is exact both ways
 PROTOCOLS = ("2020", "2021")
+# How a training crop is filled out when its file is shorter: "zero" is the 2020 protocol's symmetric
+# zero padding; "repeat" tiles the file from its start, as WeSpeaker's get_random_chunk does, and is
+# what the 2021 protocol's wrap padding already gives.
+PADDINGS = ("zero", "repeat")
+PROTOCOL_PADDING = {"2020": "zero", "2021": "repeat"}
 
 
 def crop_samples(max_frames):
@@ -69,6 +77,17 @@ def audio_info(filename):
         return handle.frames
 
 
+def audio_frames(filename):
+    """audio_info, reading a plain 16-bit PCM WAV header directly (pcm16_wav_data): the duration
+    filter reads the header of every file of a train list, a million for VoxCeleb2."""
+    try:
+        with open(filename, "rb") as raw:
+            layout = pcm16_wav_data(raw)
+    except OSError:
+        layout = None  # audio_info names the problem
+    return layout[1] if layout is not None else audio_info(filename)
+
+
 def read_samples(handle, frames=-1, hint=""):
     """Up to `frames` samples (default: to the end) from the position of an open soundfile.SoundFile,
     as float32 values in int16 range; InputError naming the file if they cannot be read."""
@@ -104,6 +123,26 @@ def check_protocol(protocol):
     if protocol not in PROTOCOLS:
         raise InputError("unknown audio protocol %r: valid protocols are %s" % (protocol, ", ".join(PROTOCOLS)))
     return protocol
+
+
+def check_padding(padding, protocol):
+    """The short-crop padding to use: the protocol's own when `padding` is None; InputError for an
+    unknown one, or zero padding under the 2021 protocol, whose crops always repeat short files."""
+    own = PROTOCOL_PADDING[check_protocol(protocol)]
+    if padding is None:
+        return own
+    if padding not in PADDINGS:
+        raise InputError("unknown short-crop padding %r: valid are %s" % (padding, ", ".join(PADDINGS)))
+    if padding != own and protocol == "2021":
+        raise InputError("--short_crop_padding %s: the 2021 protocol repeats short files (its wrap padding); "
+                         "zero padding is the 2020 protocol's" % padding)
+    return padding
+
+
+def repeat_to_length(audio, length):
+    """WeSpeaker's repeat padding (get_random_chunk): the file tiled from its start, cut to `length`."""
+    audio = numpy.asarray(audio, dtype=numpy.float32)
+    return numpy.tile(audio, length // audio.shape[0] + 1)[:length]
 
 
 def wrap_padding(num_samples, max_audio):
@@ -146,14 +185,21 @@ def crop_waveform(audio, max_frames, evalmode=True, num_eval=10, protocol="2020"
     return torch.from_numpy(numpy.stack(crops, axis=0))
 
 
-def load_random_crop(filename, max_frames, rng, protocol="2020"):
+def load_random_crop(filename, max_frames, rng, protocol="2020", padding=None):
     """One training crop, as loadWAV(evalmode=False) with `rng` in place of the global `random`,
     reading only the samples it needs from disk (one open: header check, seek, read). A plain 16 kHz
     mono 16-bit PCM WAV file (VoxCeleb's format; pcm16_wav_data) is read directly, its int16 values
     being exactly what libsndfile returns, at a third of libsndfile's per-file cost; every other file
-    goes through open_audio and read_samples."""
-    max_audio = crop_samples(max_frames)
-    cut = random_crop if check_protocol(protocol) == "2020" else random_crop_2021
+    goes through open_audio and read_samples. `padding` (check_padding; default: the protocol's own)
+    fills out files shorter than a crop."""
+    return load_random_samples(filename, crop_samples(max_frames), rng, protocol, padding)
+
+
+def load_random_samples(filename, max_audio, rng, protocol="2020", padding=None):
+    """load_random_crop of `max_audio` samples, any number (speed perturbation reads a longer or
+    shorter stretch than one crop before resampling it to one)."""
+    repeat = check_padding(padding, protocol) == "repeat"
+    cut = random_crop_2021 if protocol == "2021" else functools.partial(random_crop, repeat=repeat)
     try:
         raw = open(filename, "rb")
     except OSError:
@@ -172,9 +218,13 @@ def load_random_crop(filename, max_frames, rng, protocol="2020"):
         return cut(handle.frames, max_audio, rng, read)
 
 
-def random_crop(num_samples, max_audio, rng, read):
+def random_crop(num_samples, max_audio, rng, read, repeat=False):
     """loadWAV(evalmode=False)'s crop of a file of `num_samples` samples, its start drawn from `rng`;
-    `read(first, count)` gives the file's samples [first, first + count)."""
+    `read(first, count)` gives the file's samples [first, first + count). With `repeat`, a file
+    shorter than the crop is tiled (repeat_to_length) instead of zero-padded."""
+    if repeat and num_samples < max_audio:
+        rng.random()  # drawn all the same, so that the group's other crops are those of zero padding
+        return repeat_to_length(read(0, num_samples), max_audio)
     shortage = symmetric_padding(num_samples, max_audio)
     padded_size = num_samples + 2 * shortage
     start = int(numpy.int64(rng.random() * (padded_size - max_audio))) - shortage

@@ -8,7 +8,8 @@ import numpy
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from voxtrainer.audio import load_random_crop, loadWAV
+from voxtrainer import perturb
+from voxtrainer.audio import check_padding, load_random_crop, loadWAV
 from voxtrainer.errors import InputError
 from voxtrainer.inference import unique_crops
 
@@ -31,32 +32,54 @@ def as_int16_if_lossless(crops):
 
 class TrainDataset(Dataset):
     """Maps a Group to (crops (len(group), samples), label), cut by the audio `protocol`
-    (voxtrainer/audio.py); `augment(crop, rng)` (augment.py), if given, runs on each crop in the
-    loader worker.
+    (voxtrainer/audio.py), short files filled out by `padding` (default: the protocol's own);
+    `augment(crop, rng)` (augment.py), if given, runs on each crop in the loader worker.
+
+    Today's recipes (voxtrainer/perturb.py), off by default: `speed_perturb` plays the whole group at
+    one speed and gives it that speed's class (label + speed index * `num_classes`); `dither` adds
+    Gaussian noise of that amplitude (int16 units) to every crop, after augmentation, as Kaldi's
+    feature extraction would. Each draws from the group's seed only when on, so crops are otherwise
+    exactly those of the seed.
 
     The crops hold float32 values (int16 range under the 2020 protocol); they are sent as int16 when
-    that is lossless (16-bit audio, 2020 protocol, no augmentation), as float32 otherwise:
-    `crops.float()` is the same either way (`voxtrainer.training.batch_to_device` converts on the
-    training device)."""
+    that is lossless (16-bit audio, 2020 protocol, no augmentation, dither or speed change), as
+    float32 otherwise: `crops.float()` is the same either way (`voxtrainer.training.batch_to_device`
+    converts on the training device)."""
 
-    def __init__(self, train_list, max_frames, augment=None, protocol="2020"):
+    def __init__(self, train_list, max_frames, augment=None, protocol="2020", padding=None, speed_perturb=False,
+                 num_classes=None, dither=0.0):
+        if speed_perturb and not num_classes:
+            raise ValueError("speed perturbation needs num_classes, the size of each speed's block of classes")
         self.files = train_list.files
         self.max_frames = max_frames
         self.augment = augment
         self.protocol = protocol
+        self.padding = check_padding(padding, protocol)
+        self.speed_perturb, self.num_classes, self.dither = speed_perturb, num_classes, dither
 
     def __len__(self):
         return len(self.files)
 
     def __getitem__(self, group):
         rng = random.Random(group.crop_seed)
-        crops = [load_random_crop(self.files[index], self.max_frames, rng, self.protocol) for index in group.utterances]
+        label = group.label
+        if self.speed_perturb:
+            speed_index = perturb.draw_speed(rng)
+            label = perturb.speed_class(label, speed_index, self.num_classes)
+            crops = [perturb.load_speed_crop(self.files[index], self.max_frames, speed_index, rng, self.protocol,
+                                             self.padding) for index in group.utterances]
+        else:
+            crops = [load_random_crop(self.files[index], self.max_frames, rng, self.protocol, self.padding)
+                     for index in group.utterances]
         if self.augment is not None:
             # Drawn after all crops are cut, so --augment does not move the crops.
             crops = [self.augment(crop, rng) for crop in crops]
         crops = numpy.stack(crops)
-        as16 = as_int16_if_lossless(crops) if self.augment is None else None  # augmented crops are float
-        return torch.from_numpy(crops if as16 is None else as16), group.label
+        if self.dither:
+            crops = perturb.dither(crops, self.dither, rng, self.protocol)
+        plain = self.augment is None and not self.dither  # augmented and dithered crops are float
+        as16 = as_int16_if_lossless(crops) if plain else None
+        return torch.from_numpy(crops if as16 is None else as16), label
 
 
 class SpeakerBatchSampler(Sampler):
@@ -141,17 +164,20 @@ def collate_groups(items):
 
 
 def make_train_loader(train_list, max_frames, group_size, max_seg_per_spk, batch_size, num_workers, seed,
-                      num_replicas=1, rank=0, augment=None, protocol="2020", pin_memory=None):
+                      num_replicas=1, rank=0, augment=None, protocol="2020", pin_memory=None, padding=None,
+                      speed_perturb=False, num_classes=None, dither=0.0):
     """(loader, sampler) of the training batches. `pin_memory` (default: whether CUDA is available)
     puts batches in page-locked memory, from which copies to a CUDA device run asynchronously; pass
-    False when training on the CPU of a CUDA machine, where pinning is only an extra copy."""
+    False when training on the CPU of a CUDA machine, where pinning is only an extra copy.
+    `padding`, `speed_perturb`, `num_classes` and `dither`: TrainDataset's."""
     sampler = SpeakerBatchSampler(train_list.labels, group_size, max_seg_per_spk, batch_size, seed,
                                   num_replicas, rank, listfile=train_list.listfile)
     if len(sampler) == 0:
         raise InputError("%s: not enough speakers for one batch of %d (%d speakers); lower --batch_size" % (
             train_list.listfile, batch_size, train_list.num_speakers))
     loader = torch.utils.data.DataLoader(
-        TrainDataset(train_list, max_frames, augment, protocol), batch_sampler=sampler, num_workers=num_workers,
+        TrainDataset(train_list, max_frames, augment, protocol, padding, speed_perturb, num_classes, dither),
+        batch_sampler=sampler, num_workers=num_workers,
         collate_fn=collate_groups, pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers > 0 else None)
     return loader, sampler

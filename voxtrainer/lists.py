@@ -4,6 +4,7 @@ lists; every bad line or missing file is an InputError naming the file and line.
 Lists are read as UTF-8 (a byte-order mark, as Windows editors write, is dropped); a line that is
 not UTF-8 is an InputError naming it."""
 
+import copy
 import os
 import re
 
@@ -87,6 +88,44 @@ class TrainList:
     @property
     def num_speakers(self):
         return len(self.speaker_index)
+
+
+def durations_of(paths, progress=True):
+    """Seconds of audio in each file (its header: voxtrainer.audio.audio_frames), each unique file
+    read once; a progress bar (stderr) for PROGRESS_MIN_FILES files or more."""
+    from tqdm import tqdm
+
+    from voxtrainer.audio import SAMPLE_RATE, audio_frames
+    unique = list(dict.fromkeys(paths))
+    bar = tqdm(unique, desc="Reading durations", unit="file", leave=False,
+               disable=not progress or len(unique) < PROGRESS_MIN_FILES)
+    try:
+        seconds = {path: audio_frames(path) / SAMPLE_RATE for path in bar}
+    finally:
+        bar.close()
+    return [seconds[path] for path in paths]
+
+
+def leave_out_by_duration(train_list, min_seconds=None, max_seconds=None, progress=True):
+    """(the train list without the utterances shorter than `min_seconds` or longer than
+    `max_seconds`, the line to print: "N of M utterances outside [a, b] s left out"), as WeSpeaker's
+    filter (processor.filter) drops short utterances. Labels keep their speaker's index in the whole
+    list, as WeSpeaker's spk2id, so a speaker's class does not depend on the filter. InputError when
+    no utterance is left."""
+    if min_seconds is not None and max_seconds is not None and min_seconds > max_seconds:
+        raise InputError("--min_train_seconds %g is above --max_train_seconds %g" % (min_seconds, max_seconds))
+    low = 0.0 if min_seconds is None else min_seconds
+    high = float("inf") if max_seconds is None else max_seconds
+    keep = [index for index, seconds in enumerate(durations_of(train_list.files, progress))
+            if low <= seconds <= high]
+    if not keep:
+        raise InputError("%s: all %d utterances are outside [%g, %g] s; widen --min_train_seconds/"
+                         "--max_train_seconds" % (train_list.listfile, len(train_list.files), low, high))
+    kept = copy.copy(train_list)
+    kept.files = [train_list.files[index] for index in keep]
+    kept.labels = [train_list.labels[index] for index in keep]
+    return kept, "%d of %d utterances outside [%g, %g] s left out" % (
+        len(train_list.files) - len(keep), len(train_list.files), low, high)
 
 
 class TestList:
