@@ -140,6 +140,25 @@ def build_parser():
     extra.add_argument("--average_last", type=whole_number(), default=0,
                        help="Only average the last N models of --save_path/model into one .model")
 
+    tuning = parser.add_argument_group("fine-tuning, calibration, verification (all off by default)")
+    tuning.add_argument("--finetune", action="store_true",
+                        help="Train from --initial_model's embedding network under a new loss head sized for this "
+                             "data (any --trainfunc; --nClasses defaults to the train list's speakers)")
+    tuning.add_argument("--freeze_epochs", type=whole_number(0), default=0,
+                        help="With --finetune: the embedding network's weights and BatchNorm statistics stay fixed "
+                             "for the first N epochs, while the new head trains")
+    tuning.add_argument("--calibrate", action="store_true",
+                        help="--eval also fits score-to-log-likelihood-ratio calibration on the list, writes it "
+                             "beside the model (<model>.calibration.json) and prints Cllr and min-Cllr")
+    tuning.add_argument("--verify", type=str, nargs=2, metavar=("A.wav", "B.wav"), default=None,
+                        help="Only score one pair of audio files with --initial_model (and its calibration, if any)")
+    tuning.add_argument("--verify_list", type=str, default="",
+                        help="Only score each 'A B' line of this file (paths relative to --test_path), writing "
+                             "--save_path/result/verify_results.txt")
+    tuning.add_argument("--prior", type=real_number(0, 1), default=0.5,
+                        help="Prior probability of the same speaker, for --verify's calibrated probability and "
+                             "decision (strictly between 0 and 1)")
+
     modern = parser.add_argument_group("modern recipes (WeSpeaker's losses and schedules; all off by default)")
     modern.add_argument("--margin_start_epoch", type=whole_number(0), default=0,
                         help="Margin schedule (aamsoftmax, amsoftmax): --initial_margin until this epoch, rising "
@@ -247,7 +266,7 @@ def average_mode(args):
 def eval_mode(args, net, dist_env):
     from voxtrainer import log, score_norm
     from voxtrainer.checkpoints import model_paths
-    from voxtrainer.evaluation import evaluate_list, read_score_mean, report, scoring_embeddings
+    from voxtrainer.evaluation import evaluate_list, read_score_mean, report, scoring_description, scoring_embeddings
     from voxtrainer.experiment import prepare_folder
     source = args.initial_model or (model_paths(args.save_path) or [""])[-1]
     if not source:
@@ -268,6 +287,7 @@ def eval_mode(args, net, dist_env):
         return  # --distributed --eval: every rank embedded a shard of the files; rank 0 reports
     result_dir = os.path.join(args.save_path, "result")
     report(result.scores, result.labels, result.trials, result_dir, "eval_scores.txt", "eval")
+    report_calibration(args, source, result, scoring_description(net, args.score_mean_from))
     if args.score_norm != "none":
         setup = {"model": args.model, "encoder_type": args.encoder_type, "nOut": args.nOut, "trainfunc": args.trainfunc,
                  "n_mels": args.n_mels, "log_input": args.log_input, "protocol": net.protocol}
@@ -278,6 +298,77 @@ def eval_mode(args, net, dist_env):
                                                  result.embeddings, cohort, args.top_k)
         report(normalised, result.labels, result.trials, result_dir, "eval_scores_%s.txt" % args.score_norm,
                "eval_" + args.score_norm, eer_prefix=score_norm.describe(args.score_norm, args.top_k, len(names)))
+
+
+def report_calibration(args, source, result, scoring):
+    """--eval --calibrate: fit and write the calibration of these scores (the raw ones, before any
+    --score_norm), print its Cllr and min-Cllr. Without --calibrate, a calibration already beside
+    the model is applied to this list (a held-out check of it) when it is of this model."""
+    from voxtrainer import calibration, log
+    if args.calibrate:
+        fitted, summary = calibration.fit_calibration(result.scores, result.labels, source, args.test_list,
+                                                      args.test_path, args.eval_frames, scoring)
+        log.info("Calibration written to %s: llr = %.6g * score + %.6g" % (fitted.path, fitted.a, fitted.b))
+        for point in summary["thresholds"]:
+            if point["score"] is None:
+                log.info("Threshold at %g%% false accept: none (too few non-target trials)" % (
+                    point["false_accept_percent"]))
+                continue
+            log.info("Threshold at %g%% false accept: score %.6g (llr %.4f; false reject %.2f%%)" % (
+                point["false_accept_percent"], point["score"], point["llr"], point["false_reject_percent"]))
+        log.info(calibration.cllr_line(result.scores, result.labels, fitted))
+        return
+    try:
+        existing = calibration.read_calibration(source, args.eval_frames, scoring)
+    except InputError as error:
+        log.warning("%s; no Cllr printed" % error.line)
+        return
+    if existing is not None:
+        log.info(calibration.cllr_line(result.scores, result.labels, existing))
+
+
+def verify_mode(args, net, dist_env):
+    """--verify A B / --verify_list FILE: score pairs as --eval scores trials, and with the
+    calibration beside --initial_model, their llr, probability of the same speaker and decision."""
+    from voxtrainer import log
+    from voxtrainer.calibration import read_calibration
+    from voxtrainer.evaluation import read_score_mean, scoring_description, verify_pairs, write_verdicts
+    from voxtrainer.experiment import prepare_folder
+    from voxtrainer.lists import read_pair_list
+    flag = "--verify" if args.verify else "--verify_list"
+    if not args.initial_model:
+        raise InputError("%s needs --initial_model (the model to score with)" % flag)
+    if not 0 < args.prior < 1:
+        raise InputError("--prior %g: the prior probability of the same speaker must be strictly between 0 and 1"
+                         % args.prior)
+    if args.verify:
+        from voxtrainer.audio import audio_info
+        for path in args.verify:
+            if not os.path.isfile(path):
+                raise InputError("%s: audio file not found (--verify)" % path)
+            audio_info(path)  # InputError naming the file when it is not 16 kHz mono audio
+        pairs = [tuple(args.verify)]
+    else:
+        pairs = read_pair_list(args.verify_list, args.test_path)
+    calibration = read_calibration(args.initial_model, args.eval_frames,
+                                   scoring_description(net, args.score_mean_from))
+    net.loadParameters(args.initial_model)
+    log.info("Model %s loaded!" % args.initial_model)
+    score_mean = read_score_mean(args.score_mean_from) if args.score_mean_from else None
+    verdicts = verify_pairs(net, pairs, args.eval_frames, calibration, args.prior, args.nDataLoaderThread,
+                            score_mean)
+    if not dist_env.is_main:
+        return
+    if calibration is None:
+        log.info("No calibration beside %s: scores only (--eval --calibrate writes one, for llrs, probabilities "
+                 "and decisions)" % args.initial_model)
+    for verdict in verdicts:
+        log.info(verdict.line())
+    if args.verify_list:
+        prepare_folder(args.save_path, subfolders=("result",))
+        out = os.path.join(args.save_path, "result", "verify_results.txt")
+        write_verdicts(out, verdicts)
+        log.info("Wrote %d results to %s" % (len(verdicts), out))
 
 
 def extract_mode(args, net, dist_env):
@@ -312,6 +403,11 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
     # Everything that can be checked is checked here, before the first epoch.
     if not args.train_list or not args.test_list:
         raise InputError("training needs --train_list and --test_list (or --eval to only score a list)")
+    if args.finetune and not args.initial_model:
+        raise InputError("--finetune needs --initial_model (the model whose embedding network is fine-tuned)")
+    if args.freeze_epochs and args.distributed:
+        raise InputError("--freeze_epochs is not available with --distributed (DistributedDataParallel expects "
+                         "every parameter it was given to receive a gradient)")
     if args.max_frames < 1:
         raise InputError("--max_frames %d: a training crop needs at least 1 frame" % args.max_frames)
     check_padding(args.short_crop_padding, net.protocol)
@@ -370,7 +466,9 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
     identity.update({name: getattr(args, name) for name, off in MODERN_HEAD_DEFAULTS.items()
                      if getattr(args, name) != off})
     run = Run(args.model, identity, args.lr, args.initial_model, args.save_path, args.max_epoch, args.test_interval,
-              args.mixedprec, args.eval_untrained, settings=vars(args), compile=args.compile)
+              args.mixedprec, args.eval_untrained, settings=vars(args), compile=args.compile,
+              finetune=args.finetune, freeze_epochs=args.freeze_epochs,
+              train_metric_name="training accuracy (%)" if loss_class.classifies_speakers else "training EER (%)")
 
     def evaluate():
         return evaluate_list(net, args.test_list, args.test_path, args.eval_frames,
@@ -409,7 +507,8 @@ def modern_options(package, name, **options):
 
 
 # Each mode flag and what it runs on the network built from the flags; none of them: training.
-MODES = {"eval": eval_mode, "extract": extract_mode, "export": export_mode}
+MODES = {"eval": eval_mode, "extract": extract_mode, "export": export_mode, "verify": verify_mode,
+         "verify_list": verify_mode}
 
 
 def run(argv, seen):
@@ -418,6 +517,12 @@ def run(argv, seen):
     chosen = ["--" + dest for dest in list(MODES) + ["average_last"] if getattr(args, dest)]
     if len(chosen) > 1:
         raise InputError("%s are separate modes: give one of them" % " and ".join(chosen))
+    if args.calibrate and not args.eval:
+        raise InputError("--calibrate is an option of --eval: it fits the scores of --test_list")
+    if args.freeze_epochs and not args.finetune:
+        raise InputError("--freeze_epochs %d needs --finetune" % args.freeze_epochs)
+    if args.finetune and chosen:
+        raise InputError("--finetune is an option of training, not of %s" % chosen[0])
     if args.average_last:
         return average_mode(args)
 
@@ -435,6 +540,13 @@ def run(argv, seen):
         embedding_only = not args.trainfunc and any(getattr(args, dest) for dest in MODES)
         loss_class = None if embedding_only else load_plugin("loss", args.trainfunc)
         load_plugin("models", args.model)
+        if (args.finetune and loss_class is not None and loss_class.classifies_speakers and args.train_list
+                and not (args.nClasses or args.nSpeakers)):
+            # A fine-tuned head is sized for this data: one class per speaker of the train list.
+            from voxtrainer.lists import speaker_count
+            args.nClasses = speaker_count(args.train_list)
+            log.info("--finetune: a loss head of %d classes, one per speaker of %s" % (args.nClasses,
+                                                                                      args.train_list))
         nClasses, nPerSpeaker = resolve_group_sizes(args, loss_class)
         try:
             net = SpeakerNet(model=args.model, trainfunc=args.trainfunc, nOut=args.nOut,

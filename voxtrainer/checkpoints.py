@@ -78,14 +78,18 @@ def save_state_dict(module, path):
     atomic_torch_save({name: value.contiguous() for name, value in module.state_dict().items()}, path)
 
 
-def load_parameters(module, path, required_prefix="__S__."):
+def load_parameters(module, path, required_prefix="__S__.", fresh_head=False):
     """Copy a checkpoint into `module`. Every tensor under `required_prefix` (the embedding
     network) must be there with the right shape, else InputError naming the file and the first
     mismatches; the rest (the loss head, which evaluation does not use) keeps its values with a
-    warning when it does not fit, as the original did."""
+    warning when it does not fit, as the original did. With `fresh_head` (--finetune) the
+    checkpoint's head is not read at all: the module's own, newly initialised head is kept,
+    whatever loss and class count either has, and the log says what was loaded and what not."""
     loaded, plain = read_checkpoint(path)
-    if getattr(module, "__L__", True) is None:
+    skipped_head = []
+    if fresh_head or getattr(module, "__L__", True) is None:
         # A network without a loss (--eval/--extract/--export without --trainfunc) ignores the head.
+        skipped_head = [name for name in loaded if name.startswith("__L__.")]
         loaded = {name: value for name, value in loaded.items() if not name.startswith("__L__.")}
     own = module.state_dict()
     problems = {"missing": [name for name in own if name not in loaded],
@@ -108,6 +112,13 @@ def load_parameters(module, path, required_prefix="__S__."):
                          "earlier checkpoint" % (path, ", ".join(non_finite[:3]) + (" ..." if len(non_finite) > 3
                                                                                      else "")))
     optional = [name.split(" ")[0] for names in problems.values() for name in names]
+    if fresh_head:
+        own_head = [name for name in own if name.startswith("__L__.")]
+        log.info("Fine-tuning from %s: loaded the embedding network (%d tensors under __S__.); the loss head is "
+                 "newly initialised (%d tensors under __L__., %d values), the checkpoint's (%d tensors) not read" % (
+                     path, sum(name.startswith("__S__.") for name in loaded), len(own_head),
+                     sum(own[name].numel() for name in own_head), len(skipped_head)))
+        optional = [name for name in optional if not name.startswith("__L__.")]
     if optional:
         log.warning("%s: loss-head parameters do not fit --trainfunc/--nClasses (%s); they keep their initial "
                     "values (evaluation does not use them)" % (path, ", ".join(optional[:4])))

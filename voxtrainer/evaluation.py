@@ -9,6 +9,7 @@ import torch
 
 from voxtrainer import log
 from voxtrainer.atomic import write_text
+from voxtrainer.calibration import bayes_threshold, posterior
 from voxtrainer.errors import InputError
 from voxtrainer.distributed import gather_sharded
 from voxtrainer.lists import TestList
@@ -28,20 +29,29 @@ class Evaluation(NamedTuple):
 def evaluate_list(net, test_list, test_path, eval_frames, num_eval=10, num_workers=0, progress=True,
                   score_mean=None):
     """Every unique file of the list is embedded from its eval crops and every trial scored
-    (voxtrainer.scoring). Under torch.distributed each rank embeds a shard of the files and every
+    (score_pairs). Under torch.distributed each rank embeds a shard of the files and every
     rank gets all scores. With a `score_mean` (read_score_mean), or for an embedding network
     without a loss, trials are scored as WeSpeaker scores them (scoring_embeddings)."""
     trials = TestList(test_list, test_path)
     paths = [os.path.join(test_path, name) for name in trials.files]
+    index = {name: position for position, name in enumerate(trials.files)}
+    pairs = [(index[a], index[b]) for a, b in trials.trials]
+    scores, embeddings = score_pairs(net, paths, pairs, eval_frames, num_eval, num_workers, progress, score_mean)
+    return Evaluation(equal_error_rate(scores, trials.labels), scores, trials.labels,
+                      ["%s %s" % trial for trial in trials.trials], trials.files, embeddings)
+
+
+def score_pairs(net, paths, pairs, eval_frames, num_eval=10, num_workers=0, progress=True, score_mean=None):
+    """The one way a pair of files is scored, by --eval and --verify alike: each file embedded from
+    its eval crops (SpeakerNet.embed_files), the embeddings prepared for scoring
+    (scoring_embeddings), each (enrol index, test index) pair scored by voxtrainer.scoring.
+    Returns (scores as a list, the scoring embeddings (files, crops, nOut))."""
     embeddings = gather_sharded(
         lambda shard: net.embed_files(shard, eval_frames, num_eval, num_workers, progress=progress), paths)
     embeddings = scoring_embeddings(net, embeddings, score_mean)
-    index = {name: position for position, name in enumerate(trials.files)}
-    enrol = torch.tensor([index[a] for a, _ in trials.trials], dtype=torch.long)
-    test = torch.tensor([index[b] for _, b in trials.trials], dtype=torch.long)
-    scores = trial_scores(embeddings, enrol, test).tolist()  # gathers the crops block by block
-    return Evaluation(equal_error_rate(scores, trials.labels), scores, trials.labels,
-                      ["%s %s" % trial for trial in trials.trials], trials.files, embeddings)
+    enrol = torch.tensor([a for a, _ in pairs], dtype=torch.long)
+    test = torch.tensor([b for _, b in pairs], dtype=torch.long)
+    return trial_scores(embeddings, enrol, test).tolist(), embeddings  # gathers the crops block by block
 
 
 def scoring_embeddings(net, embeddings, score_mean=None):
@@ -54,6 +64,15 @@ def scoring_embeddings(net, embeddings, score_mean=None):
         raise InputError("--score_mean_from: a mean of %d values, but the model's embeddings have %d" % (
             score_mean.shape[0], embeddings.shape[-1]))
     return cosine_ready(embeddings, score_mean)
+
+
+def scoring_description(net, score_mean_from=""):
+    """How scoring_embeddings has the trials scored, in words: a calibration of scores made one way
+    does not apply to scores made another way."""
+    if score_mean_from or getattr(net, "__L__", True) is None:
+        return "cosine" + (" after subtracting the mean embedding of %s" % os.path.abspath(score_mean_from)
+                           if score_mean_from else "")
+    return "crop distances of %s embeddings" % ("normalised" if net.test_normalize else "unnormalised")
 
 
 def read_score_mean(path):
@@ -93,3 +112,50 @@ def report(scores, labels, trials, result_dir, score_file, figures, eer_prefix="
     os.makedirs(result_dir, exist_ok=True)
     write_scores(os.path.join(result_dir, score_file), scores, labels, trials)
     write_reports(scores, labels, result_dir, figures)
+
+
+class Verdict(NamedTuple):
+    """One verified pair: its score and, with a calibration, what the score means."""
+    first: str
+    second: str
+    score: float
+    llr: object = None          # float, or None without a calibration
+    probability: object = None  # P(same speaker) at `prior`
+    prior: float = 0.5
+    same: object = None         # the decision at the calibrated (Bayes) threshold for `prior`
+
+    def line(self):
+        text = "%s %s: score %.6f" % (self.first, self.second, self.score)
+        if self.llr is None:
+            return text
+        return "%s, llr %.4f, P(same speaker) %.4f at prior %g, decision: %s (calibrated threshold llr >= %.4f)" % (
+            text, self.llr, self.probability, self.prior, "same speaker" if self.same else "different speakers",
+            bayes_threshold(self.prior))
+
+
+def verify_pairs(net, pairs, eval_frames, calibration=None, prior=0.5, num_workers=0, score_mean=None, num_eval=10):
+    """Score (path A, path B) pairs exactly as --eval scores trials (score_pairs: the same crops
+    of --eval_frames, the same scorer) -> [Verdict]; with a calibration (voxtrainer.calibration),
+    each score's llr, posterior at `prior` and decision."""
+    files = sorted({path for pair in pairs for path in pair})
+    index = {path: position for position, path in enumerate(files)}
+    scores, _ = score_pairs(net, files, [(index[a], index[b]) for a, b in pairs], eval_frames, num_eval,
+                            num_workers, progress=False, score_mean=score_mean)
+    verdicts = []
+    for (first, second), score in zip(pairs, scores):
+        if calibration is None:
+            verdicts.append(Verdict(first, second, score, prior=prior))
+            continue
+        llr = calibration.llr(score)
+        verdicts.append(Verdict(first, second, score, llr, posterior(llr, prior), prior, llr >= bayes_threshold(prior)))
+    return verdicts
+
+
+def write_verdicts(path, verdicts):
+    """`A B score llr probability decision` per pair (`-` for what needs a calibration)."""
+    def row(verdict):
+        if verdict.llr is None:
+            return "%s %s %.6f - - -\n" % (verdict.first, verdict.second, verdict.score)
+        return "%s %s %.6f %.6f %.6f %s\n" % (verdict.first, verdict.second, verdict.score, verdict.llr,
+                                             verdict.probability, "same" if verdict.same else "different")
+    write_text(path, "".join(row(verdict) for verdict in verdicts))

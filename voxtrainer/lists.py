@@ -208,3 +208,19 @@ def read_path_list(listfile, root, root_flag, what, min_files=1):
     if len(names) < min_files:
         raise InputError("%s: a %s needs at least %d files, found %d" % (listfile, what, min_files, len(names)))
     return names
+
+
+def speaker_count(train_list):
+    """The number of distinct speakers of a `speaker path` list (no file is checked)."""
+    return len({parts[0] for _, parts in read_list(train_list, fields=(2,), what="train list")})
+
+
+def read_pair_list(listfile, root):
+    """--verify_list: `A B` per line, paths relative to `root` (--test_path; absolute paths stay as
+    they are) -> [(path A, path B)], every file checked to exist and to be 16 kHz mono audio."""
+    rows = read_list(listfile, fields=(2,), what="verify list")
+    pairs = [tuple(os.path.join(root, name) for name in parts) for _, parts in rows]
+    located = [(number, path) for (number, _), pair in zip(rows, pairs) for path in pair]
+    check_files_exist(located, listfile, "--test_path")
+    check_audio_files(located, listfile, what="verify audio")
+    return pairs

@@ -1,6 +1,6 @@
 """Figures of an evaluation: a DET curve (normal-deviate axes, EER and minDCF marked) and a
-histogram of target vs non-target scores, written as PNGs with matplotlib's Agg canvas (no display,
-no pyplot state shared between evaluations)."""
+histogram of target vs non-target scores; and the training curves of a run. All are PNGs written
+with matplotlib's Agg canvas (no display, no pyplot state shared between evaluations)."""
 
 import os
 
@@ -104,8 +104,69 @@ def write_reports(scores, labels, result_dir, name):
     paths = []
     for suffix, make in (("det", det_figure), ("hist", histogram_figure)):
         path = os.path.join(result_dir, "%s_%s.png" % (name, suffix))
-        with atomic_output(path) as temporary:
-            make(scores, labels, title="%s (%d trials)" % (name, len(scores))).savefig(temporary, dpi=100,
-                                                                                       format="png")
+        save_figure(make(scores, labels, title="%s (%d trials)" % (name, len(scores))), path)
         paths.append(path)
     return paths
+
+
+def save_figure(figure, path):
+    """A Figure as a PNG at `path`, atomically."""
+    with atomic_output(path) as temporary:
+        figure.savefig(temporary, dpi=100, format="png")
+
+
+# ---------------------------------------------------------------------------------------------
+# Training curves
+
+CURVES = "curves"  # result/curves.png, and result/curves.json: the series it plots
+
+
+def curve_series(history):
+    """The plotted series of a run's per-epoch history (records of voxtrainer.training.epoch_record):
+    {name: ([epochs], [values])}; the validation series hold only the epochs that were evaluated."""
+    def series(key, evaluated=False):
+        chosen = [record for record in history if not evaluated or record.get("veer") is not None]
+        return [record["epoch"] for record in chosen], [record[key] for record in chosen]
+    out = {"loss": series("loss"), "train_metric": series("train_metric"), "veer": series("veer", True)}
+    for p_target in P_TARGETS:
+        key = "min_dcf_%g" % p_target
+        out[key] = series(key, True)
+    return out
+
+
+def curves_figure(history, train_metric_name="training accuracy or EER (%)"):
+    """Loss, the training metric, the validation EER and minDCF against epoch, one panel each;
+    every line labelled by its series name (curve_series)."""
+    data = curve_series(history)
+    figure = Figure(figsize=(10, 7))
+    FigureCanvasAgg(figure)
+    panels = figure.subplots(2, 2)
+    layout = ((panels[0][0], ("loss",), "training loss"), (panels[0][1], ("train_metric",), train_metric_name),
+              (panels[1][0], ("veer",), "validation EER (%)"),
+              (panels[1][1], tuple("min_dcf_%g" % p for p in P_TARGETS), "validation minDCF"))
+    for axes, names, ylabel in layout:
+        for name in names:
+            epochs, values = data[name]
+            axes.plot(epochs, values, marker="o" if len(epochs) < 30 else None, label=name)
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(ylabel)
+        axes.grid(True, color="0.9")
+        if len(names) > 1:
+            axes.legend()
+    figure.tight_layout()
+    return figure
+
+
+def write_curves(history, result_dir, train_metric_name="training accuracy or EER (%)"):
+    """result_dir/curves.png and curves.json (the plotted series, and the history they come from,
+    which a resumed run reads back: voxtrainer.training.read_history), both atomically; returns the
+    PNG's path."""
+    import json
+    from voxtrainer.atomic import write_text
+    os.makedirs(result_dir, exist_ok=True)
+    png = os.path.join(result_dir, CURVES + ".png")
+    save_figure(curves_figure(history, train_metric_name), png)
+    write_text(os.path.join(result_dir, CURVES + ".json"),
+               json.dumps({"train_metric_name": train_metric_name, "series": curve_series(history),
+                           "history": history}, indent=1) + "\n")
+    return png

@@ -18,7 +18,7 @@ from voxtrainer import checkpoints, log
 from voxtrainer.atomic import write_text
 from voxtrainer.distributed import RANK_DUMP_ENV, broadcast_buffers, dump_rank_state, finite_on_all_ranks, world
 from voxtrainer.errors import InputError
-from voxtrainer.metrics import min_dcf_line
+from voxtrainer.metrics import P_TARGETS, minDCF, min_dcf_line
 from voxtrainer.runtime import autocast_dtype
 
 
@@ -106,12 +106,16 @@ class RunningTotals:
         return float(self.loss) / steps, float(self.metric) / steps
 
 
-def run_epoch(model, loader, optimizer, scaler, device, mixedprec, epoch, show_progress=True, per_batch=()):
+def run_epoch(model, loader, optimizer, scaler, device, mixedprec, epoch, show_progress=True, per_batch=(),
+              frozen=None):
     """One pass over the loader's batches. `model` is a module or a CompiledTraining. The running
     loss and metric are read (on an accelerator, a wait for the device) only when the progress bar
     refreshes, every PROGRESS_INTERVAL_S, and at the end of the epoch. Each of `per_batch`
-    (voxtrainer.schedules: an LR or margin schedule) is set to the position before each step."""
+    (voxtrainer.schedules: an LR or margin schedule) is set to the position before each step.
+    `frozen`: a submodule kept in eval mode for the epoch (freeze_embedding_network)."""
     model.train()
+    if frozen is not None:
+        frozen.eval()
     steps_in_epoch = len(loader) if per_batch else 0
     step = model.step if isinstance(model, CompiledTraining) else functools.partial(train_step, model)
     totals = RunningTotals()
@@ -183,14 +187,57 @@ class CompiledTraining:
         return result
 
 
+def freeze_embedding_network(net, frozen):
+    """--freeze_epochs: the embedding network's weights fixed (requires_grad off: no gradient, so
+    the optimiser, weight decay included, leaves them as they are) and, while frozen, its
+    BatchNorm layers in eval mode: the running statistics stay the initial model's too, and the
+    new head learns on exactly the features the fine-tuned network started from. Returns the
+    module to keep in eval mode for the epoch (None when not frozen)."""
+    for parameter in net.__S__.parameters():
+        parameter.requires_grad_(not frozen)
+    return net.__S__ if frozen else None
+
+
+def epoch_record(epoch, lr, result, evaluation=None):
+    """One epoch of the run's history (what the training curves plot): JSON-ready values."""
+    record = {"epoch": epoch, "lr": lr, "loss": result.loss, "train_metric": result.metric, "veer": None}
+    for p_target in P_TARGETS:
+        record["min_dcf_%g" % p_target] = None
+    if evaluation is not None:
+        record["veer"] = float(evaluation.eer)
+        for p_target in P_TARGETS:
+            record["min_dcf_%g" % p_target] = minDCF(evaluation.scores, evaluation.labels, p_target)
+    return record
+
+
+def read_history(result_dir, first_epoch):
+    """The history of the epochs before `first_epoch` that an earlier run of this folder wrote
+    with its curves (result/curves.json), so that a resumed run's curves start at epoch 1; later
+    epochs (a killed run's, not kept by any checkpoint) are dropped."""
+    import json
+    from voxtrainer.reports import CURVES
+    path = os.path.join(result_dir, CURVES + ".json")
+    if first_epoch <= 1 or not os.path.isfile(path):
+        return []
+    try:
+        with open(path) as handle:
+            history = json.load(handle)["history"]
+        return [record for record in history if int(record["epoch"]) < first_epoch]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        log.warning("%s: unreadable (%s); the training curves start at epoch %d" % (
+            path, type(error).__name__, first_epoch))
+        return []
+
+
 def current_lr(optimizer):
     return max(group["lr"] for group in optimizer.param_groups)
 
 
-def resume(net, state_parts, scheduler, save_path, initial_model, lr):
+def resume(net, state_parts, scheduler, save_path, initial_model, lr, finetune=False):
     """Continue from the newest readable model of `save_path` (a damaged newest one, e.g. cut by
     a full disk, is set aside as <name>.damaged with a warning), else start from `initial_model`
-    (if any). Returns the first epoch to train."""
+    (if any; with `finetune` its embedding network only, under a new loss head). Returns the first
+    epoch to train. A resumed run never reads `initial_model`: its checkpoint holds everything."""
     for newest in reversed(checkpoints.model_paths(save_path)):
         try:
             found_state = checkpoints.restore_checkpoint(net, state_parts, newest)
@@ -211,7 +258,9 @@ def resume(net, state_parts, scheduler, save_path, initial_model, lr):
                             "schedule (LR %g now); use another --save_path to train with a new --lr" % (
                                 lr, initial_lr, current_lr(scheduler.optimizer)))
         return epoch + 1
-    if initial_model:
+    if initial_model and finetune:
+        checkpoints.load_parameters(net, initial_model, fresh_head=True)
+    elif initial_model:
         net.loadParameters(initial_model)
         log.info("Model %s loaded!" % initial_model)
     return 1
@@ -248,6 +297,9 @@ class Run(NamedTuple):
     eval_untrained: bool
     settings: dict  # written at the top of scores.txt, as the seed does
     compile: bool = False  # train through torch.compile (CompiledTraining)
+    finetune: bool = False  # initial_model's embedding network only, under a new loss head
+    freeze_epochs: int = 0  # epochs 1..N train the loss head alone (freeze_embedding_network)
+    train_metric_name: str = "training accuracy or EER (%)"  # the curves' label of EpochResult.metric
 
 
 def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evaluate, dist_env, margin_schedule=None):
@@ -259,7 +311,8 @@ def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evalu
     model_dir = os.path.join(run.save_path, "model")
     result_dir = os.path.join(run.save_path, "result")
     state_parts = checkpoints.training_state(optimizer, scheduler, scaler, run.identity)
-    first_epoch = resume(net, state_parts, scheduler, run.save_path, run.initial_model, run.lr)
+    first_epoch = resume(net, state_parts, scheduler, run.save_path, run.initial_model, run.lr, run.finetune)
+    history = read_history(result_dir, first_epoch) if dist_env.is_main else []
     model = net
     if dist_env.enabled:
         model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
@@ -287,12 +340,19 @@ def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evalu
             lr = current_lr(optimizer)
             log.info("%s %d Training %s with LR %f..." % (time.strftime("%Y-%m-%d %H:%M:%S"), epoch,
                                                           run.model_name, lr))
+            frozen = freeze_embedding_network(net, True) if epoch <= run.freeze_epochs else None
+            if frozen is not None:
+                log.info("Epoch %d of --freeze_epochs %d: the embedding network is fixed (weights and BatchNorm "
+                         "statistics); the loss head alone trains" % (epoch, run.freeze_epochs))
             try:
                 result = run_epoch(model, loader, optimizer, scaler, device, run.mixedprec, epoch,
-                                   show_progress=dist_env.is_main, per_batch=per_batch)
+                                   show_progress=dist_env.is_main, per_batch=per_batch, frozen=frozen)
             except TrainingDiverged as error:
                 kept = last_saved or (checkpoints.model_paths(run.save_path) or ["none"])[-1]
                 raise InputError("%s; the last good checkpoint is kept (%s); try a lower --lr" % (error, kept))
+            finally:
+                if frozen is not None:
+                    freeze_embedding_network(net, False)
             scheduler.step()
             if dist_env.enabled:
                 broadcast_buffers(net)
@@ -300,6 +360,7 @@ def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evalu
                 dump_rank_state(net, sampler, epoch, dist_env.rank, dist_env.world_size, result_dir)
 
             line = "LR %f, TEER/TAcc %2.2f, TLOSS %f" % (lr, result.metric, result.loss)
+            evaluation = None
             if epoch % run.test_interval == 0 or epoch == run.max_epoch:
                 if dist_env.is_main:
                     last_saved = checkpoints.save_checkpoint(net, state_parts, epoch, model_dir)
@@ -312,6 +373,10 @@ def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evalu
                     write_text(os.path.join(model_dir, "model%09d.eer" % epoch), "%.4f" % eer)
                     from voxtrainer.reports import write_reports
                     write_reports(evaluation.scores, evaluation.labels, result_dir, "model%09d" % epoch)
+            history.append(epoch_record(epoch, lr, result, evaluation))
+            if evaluation is not None and dist_env.is_main:
+                from voxtrainer.reports import write_curves
+                write_curves(history, result_dir, run.train_metric_name)
             log.info("%s %s" % (time.strftime("%Y-%m-%d %H:%M:%S"), line))
             scores.write("IT %d, %s" % (epoch, line))
     finally:
