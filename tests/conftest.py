@@ -1,5 +1,8 @@
 import os
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -43,6 +46,43 @@ def demo_set(tmp_path_factory):
 
 TINY_DEMO = dict(n_train_speakers=4, n_test_speakers=2, utts_per_speaker=2, utts_per_test_speaker=2,
                  min_duration=1.0, max_duration=1.2, workers=1, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def demo(demo_set):
+    """The training tests' demo set: 6 training speakers x 4 utterances, 3 test speakers, files of
+    at most 1.5 s, so that a one-epoch run takes seconds."""
+    return demo_set(n_train_speakers=6, n_test_speakers=3, utts_per_speaker=4, max_duration=1.5)
+
+
+def training_flags(demo, save_path, *extra, batch_size=3, max_frames=100):
+    """trainSpeakerNet.py flags of a one-epoch run on `demo` with tiny embeddings; `extra` last, so
+    it may override any of them."""
+    return ["--train_list", demo.train_list, "--test_list", demo.test_list, "--train_path", demo.train_path,
+            "--test_path", demo.test_path, "--save_path", str(save_path), "--nOut", "32",
+            "--max_frames", str(max_frames), "--batch_size", str(batch_size), "--max_epoch", "1",
+            "--test_interval", "1", "--nDataLoaderThread", "0", *extra]
+
+
+def train_killed_and_resumed(command, uninterrupted_path, interrupted_path, killed_after_epoch=2, last_epoch=4):
+    """Runs `command(save_path)` (a trainSpeakerNet.py process) to the end in one folder, and in
+    another kills it with SIGKILL early in epoch killed_after_epoch + 1, then runs it again there:
+    the resumed run's stdout. The caller compares the two folders."""
+    uninterrupted = subprocess.run(command(uninterrupted_path), capture_output=True, text=True, timeout=600)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    first = subprocess.Popen(command(interrupted_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = os.path.join(interrupted_path, "model", "model%09d.model" % killed_after_epoch)
+    deadline = time.time() + 300
+    while not os.path.exists(marker) and time.time() < deadline and first.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the next epoch
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert not os.path.exists(os.path.join(interrupted_path, "model", "model%09d.model" % last_epoch))
+    resumed = subprocess.run(command(interrupted_path), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resumed from" in resumed.stdout
+    return resumed.stdout
 
 
 @pytest.fixture

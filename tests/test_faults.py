@@ -12,22 +12,15 @@ import pytest
 import torch
 
 import trainSpeakerNet
-from conftest import ROOT, assert_one_error_line
+from conftest import ROOT, assert_one_error_line, training_flags
 from voxtrainer.errors import InputError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def demo(demo_set):
-    return demo_set(n_train_speakers=6, n_test_speakers=3, utts_per_speaker=4, max_duration=1.5)
-
-
 def flags(demo, save_path, *extra):
-    return ["--train_list", demo.train_list, "--test_list", demo.test_list, "--train_path", demo.train_path,
-            "--test_path", demo.test_path, "--save_path", str(save_path), "--nOut", "32", "--max_frames", "50",
-            "--batch_size", "3", "--max_epoch", "1", "--test_interval", "1", "--nDataLoaderThread", "0",
-            "--model", "ResNetSE34L", "--trainfunc", "angleproto", "--nSpeakers", "2", *extra]
+    return training_flags(demo, save_path, "--model", "ResNetSE34L", "--trainfunc", "angleproto", "--nSpeakers", "2",
+                          *extra, max_frames=50)
 
 
 def refused(capsys, argv, *needles):

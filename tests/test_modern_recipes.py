@@ -5,17 +5,14 @@ using all of them resumes after kill -9 into the same model bits."""
 
 import math
 import os
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import trainSpeakerNet
-from conftest import ROOT
+from conftest import ROOT, train_killed_and_resumed, training_flags
 from loss.aamsoftmax import LossFunction as AAMSoftmax
 from scheduler.warmup_exp import Scheduler as WarmupExp
 from voxtrainer.config import read_config
@@ -256,16 +253,8 @@ def test_sgd_keeps_the_originals_settings_by_default():
 
 # ---------- the command line ----------
 
-@pytest.fixture(scope="module")
-def demo(demo_set):
-    return demo_set(n_train_speakers=6, n_test_speakers=3, utts_per_speaker=4, max_duration=1.5)
-
-
 def demo_flags(demo, save_path, *extra):
-    return ["--train_list", demo.train_list, "--test_list", demo.test_list, "--train_path", demo.train_path,
-            "--test_path", demo.test_path, "--save_path", str(save_path), "--nOut", "32", "--max_frames", "100",
-            "--batch_size", "2", "--max_epoch", "1", "--test_interval", "1", "--nDataLoaderThread", "0",
-            "--model", "ResNetSE34L", *extra]
+    return training_flags(demo, save_path, "--model", "ResNetSE34L", *extra, batch_size=2)
 
 
 def test_new_flags_are_off_by_default_and_yaml_accepts_them(tmp_path):
@@ -314,22 +303,8 @@ def command(demo, save_path):
 
 
 def test_a_run_with_the_whole_recipe_killed_mid_epoch_resumes_into_the_same_model(demo, tmp_path):
-    uninterrupted = subprocess.run(command(demo, tmp_path / "a"), capture_output=True, text=True, timeout=600)
-    assert uninterrupted.returncode == 0, uninterrupted.stderr
-
-    first = subprocess.Popen(command(demo, tmp_path / "b"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = tmp_path / "b" / "model" / "model000000002.model"
-    deadline = time.time() + 300
-    while not marker.exists() and time.time() < deadline and first.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.3)  # into epoch 3, where the margin is rising
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    assert not (tmp_path / "b" / "model" / "model000000004.model").exists()
-
-    resumed = subprocess.run(command(demo, tmp_path / "b"), capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "Resumed from" in resumed.stdout
+    # Killed in epoch 3, where the margin is rising.
+    train_killed_and_resumed(lambda save_path: command(demo, save_path), tmp_path / "a", tmp_path / "b")
     for epoch in (2, 3, 4):
         final = "model/model%09d.model" % epoch
         assert (tmp_path / "a" / final).read_bytes() == (tmp_path / "b" / final).read_bytes()

@@ -1,17 +1,15 @@
 """The training pipeline: seed flags, sampler semantics, resume, bad input, every loss and model."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy
 import pytest
 import soundfile
 
 import trainSpeakerNet
-from conftest import ROOT
+from conftest import ROOT, train_killed_and_resumed, training_flags
 from voxtrainer.datasets import SpeakerBatchSampler
 from voxtrainer.errors import InputError
 from voxtrainer.plugins import load_plugin
@@ -19,20 +17,8 @@ from voxtrainer.plugins import load_plugin
 LOSSES = ["softmax", "amsoftmax", "aamsoftmax", "ge2e", "proto", "triplet", "contrastive", "angleproto"]
 
 
-@pytest.fixture(scope="module")
-def demo(demo_set):
-    return demo_set(n_train_speakers=6, n_test_speakers=3, utts_per_speaker=4, max_duration=1.5)
-
-
-def demo_flags(demo, save_path, *extra):
-    return ["--train_list", demo.train_list, "--test_list", demo.test_list, "--train_path", demo.train_path,
-            "--test_path", demo.test_path, "--save_path", str(save_path), "--nOut", "32", "--max_frames", "100",
-            "--batch_size", "3", "--max_epoch", "1", "--test_interval", "1", "--nDataLoaderThread", "0",
-            *extra]
-
-
 def train(demo, save_path, *extra):
-    return trainSpeakerNet.main(demo_flags(demo, save_path, *extra))
+    return trainSpeakerNet.main(training_flags(demo, save_path, *extra))
 
 
 # -- flags ------------------------------------------------------------------------------------
@@ -157,26 +143,11 @@ def test_seed_readme_training_commands_run_as_written(demo, tmp_path):
 
 def command(demo, save_path, *extra):
     return [sys.executable, os.path.join(ROOT, "trainSpeakerNet.py"), "--model", "ResNetSE34L",
-            "--trainfunc", "angleproto", *demo_flags(demo, save_path, "--max_epoch", "4", "--nSpeakers", "2", *extra)]
+            "--trainfunc", "angleproto", *training_flags(demo, save_path, "--max_epoch", "4", "--nSpeakers", "2", *extra)]
 
 
 def test_training_killed_mid_epoch_resumes_and_ends_with_the_same_model(demo, tmp_path):
-    uninterrupted = subprocess.run(command(demo, tmp_path / "a"), capture_output=True, text=True, timeout=600)
-    assert uninterrupted.returncode == 0, uninterrupted.stderr
-
-    first = subprocess.Popen(command(demo, tmp_path / "b"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = tmp_path / "b" / "model" / "model000000002.model"
-    deadline = time.time() + 300
-    while not marker.exists() and time.time() < deadline and first.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.3)  # into epoch 3
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    assert not (tmp_path / "b" / "model" / "model000000004.model").exists()
-
-    resumed = subprocess.run(command(demo, tmp_path / "b"), capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "Resumed from" in resumed.stdout
+    train_killed_and_resumed(lambda save_path: command(demo, save_path), tmp_path / "a", tmp_path / "b")
     final = "model/model000000004.model"
     assert (tmp_path / "a" / final).read_bytes() == (tmp_path / "b" / final).read_bytes()
     lrs = [line.split(",")[1] for line in open(tmp_path / "b" / "result" / "scores.txt") if line.startswith("IT 4")]
@@ -197,7 +168,7 @@ def test_initial_model_starts_from_given_weights(demo, tmp_path):
 
 
 def test_the_run_saves_its_resolved_settings_as_a_config_that_reproduces_them(demo, tmp_path):
-    flags = demo_flags(demo, tmp_path, "--model", "ResNetSE34L", "--trainfunc", "proto", "--nSpeakers", "2",
+    flags = training_flags(demo, tmp_path, "--model", "ResNetSE34L", "--trainfunc", "proto", "--nSpeakers", "2",
                        "--lr", "0.002")
     assert trainSpeakerNet.main(flags) == 0
     saved = tmp_path / "config.yaml"

@@ -23,11 +23,6 @@ MAX_FRAMES = 20
 
 
 @pytest.fixture(scope="module")
-def demo(demo_set):
-    return demo_set(n_train_speakers=6, n_test_speakers=3, utts_per_speaker=4, max_duration=1.5)
-
-
-@pytest.fixture(scope="module")
 def train_list(demo):
     return TrainList(demo.train_list, demo.train_path)
 

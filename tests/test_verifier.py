@@ -125,11 +125,6 @@ def test_curves_plot_the_loss_every_epoch_and_the_validation_at_evaluations(tmp_
 
 # -- the command line, end to end -------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def demo(demo_set):
-    return demo_set(n_train_speakers=6, n_test_speakers=3, utts_per_speaker=4, max_duration=1.5)
-
-
 def common(demo, save_path, *extra):
     return ["--test_list", demo.test_list, "--test_path", demo.test_path, "--save_path", str(save_path),
             "--model", "ResNetSE34L", "--nOut", "32", "--max_frames", "100", "--batch_size", "3",
