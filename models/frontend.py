@@ -98,8 +98,10 @@ class LogMelInstanceNorm(MelSpectrogram):
         self.log_input = log_input
 
     def forward(self, waveform):
+        # The parent's forward named, not super(): torch.compile cannot trace a zero-argument
+        # super() inside these context managers.
         with torch.no_grad(), torch.autocast(waveform.device.type, enabled=False):
-            return normalised_mel(super().forward(waveform), self.log_input)
+            return normalised_mel(MelSpectrogram.forward(self, waveform), self.log_input)
 
 
 class PreEmphasis(nn.Module):
@@ -127,7 +129,7 @@ class PreEmphasisLogMel(nn.Sequential):
 
     def forward(self, waveform):
         with torch.no_grad(), torch.autocast(waveform.device.type, enabled=False):
-            return normalised_mel(super().forward(waveform.float()), self.log_input)
+            return normalised_mel(nn.Sequential.forward(self, waveform.float()), self.log_input)  # see above
 
 
 class LinearSpectrogramInstanceNorm(nn.Module):

@@ -281,10 +281,11 @@ def test_a_mean_of_the_wrong_size_is_one_error_line(audio, tmp_path, capsys):
 
 # -- training from scratch ------------------------------------------------------------------------
 
-def test_one_epoch_trains_a_small_ecapa_tdnn_on_the_demo_set(demo_set, tmp_path):
+@pytest.mark.parametrize("model", [["ECAPA_TDNN", "--channels", "64"], ["ResNet34"]], ids=lambda model: model[0])
+def test_one_epoch_trains_a_wespeaker_model_on_the_demo_set(demo_set, tmp_path, model):
     demo = demo_set(n_train_speakers=4, n_test_speakers=2, utts_per_speaker=2, max_duration=1.2)
     assert trainSpeakerNet.main([
-        "--model", "ECAPA_TDNN", "--channels", "64", "--nOut", "32", "--trainfunc", "aamsoftmax", "--nClasses", "4",
+        "--model", *model, "--nOut", "32", "--trainfunc", "aamsoftmax", "--nClasses", "4",
         "--train_list", demo.train_list, "--test_list", demo.test_list, "--train_path", demo.train_path,
         "--test_path", demo.test_path, "--save_path", str(tmp_path), "--max_frames", "100", "--batch_size", "4",
         "--max_epoch", "1", "--test_interval", "1", "--nDataLoaderThread", "0", "--device", "cpu"]) == 0
