@@ -31,8 +31,9 @@ def test_a_recipe_parses_and_builds_its_network_and_loss(path):
         assert getattr(args, name) == value
     for kind, name in [("optimizer", args.optimizer), ("scheduler", args.scheduler)]:
         load_plugin(kind, name)
+    nClasses, _ = trainSpeakerNet.resolve_group_sizes(args, load_plugin("loss", args.trainfunc))
     with torch.device("meta"):  # shapes only: the 1024-channel ECAPA need not be allocated
         net = SpeakerNet(model=args.model, trainfunc=args.trainfunc, nOut=args.nOut, encoder_type=args.encoder_type,
-                         nClasses=args.nClasses, margin=args.margin, scale=args.scale, n_mels=args.n_mels,
+                         nClasses=nClasses, margin=args.margin, scale=args.scale, n_mels=args.n_mels,
                          log_input=args.log_input, channels=args.channels, subcenters=args.subcenters)
     assert net.__S__ is not None and net.__L__ is not None
