@@ -54,6 +54,7 @@ from voxtrainer.errors import InputError  # noqa: E402
 from voxtrainer.evaluation import evaluate_list  # noqa: E402
 from voxtrainer.lists import TrainList  # noqa: E402
 from voxtrainer.metrics import equal_error_rate  # noqa: E402
+from voxtrainer.plugins import load_plugin  # noqa: E402
 from voxtrainer.runtime import (autocast_dtype, cpu_flags, cpu_has_native_bf16, preferred_memory_format,  # noqa: E402
                                 resolve_device)
 
@@ -354,7 +355,7 @@ def measure_train_step(model, precision, batch, device, memory_format, peaks, ar
     data, label = batch
     mixedprec = precision == "mixedprec"
     net = build_net(model, device=device, memory_format=memory_format)
-    optimizer = torch.optim.Adam(net.parameters(), lr=0.001)  # optimizer/adam.py
+    optimizer = load_plugin("optimizer", "adam")(net.parameters(), lr=0.001)  # the trainer's default
     scaler = torch.amp.GradScaler(device.type, enabled=mixedprec and device.type == "cuda")
     memory = PeakMemory(device)
     rss_before = process_memory_mb("VmRSS") if device.type == "cpu" else None

@@ -29,6 +29,7 @@ import torch  # noqa: E402
 from voxtrainer.augment import Augmenter  # noqa: E402
 from voxtrainer.datasets import Group, TrainDataset, make_train_loader  # noqa: E402
 from voxtrainer.lists import TrainList  # noqa: E402
+from voxtrainer.plugins import load_plugin  # noqa: E402
 from voxtrainer.training import run_epoch  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -62,7 +63,7 @@ def step_seconds_per_crop(net, optimizer, crops, labels, repeats):
 def make_training(model, nOut, num_speakers):
     """The net (softmax over the list's speakers) and its Adam optimizer."""
     net = build_net(model, trainfunc="softmax", nOut=nOut, nClasses=num_speakers)
-    return net, torch.optim.Adam(net.parameters(), lr=1e-4)
+    return net, load_plugin("optimizer", "adam")(net.parameters(), lr=1e-4)
 
 
 def measure_costs(train_list, augmenter, max_frames, model="ResNetSE34L", nOut=512, crops=32, batch=16,

@@ -33,6 +33,7 @@ from tools.benchmark_pipeline import write_audio_set, write_train_list  # noqa: 
 from voxtrainer.audio import crop_samples  # noqa: E402
 from voxtrainer.datasets import make_train_loader  # noqa: E402
 from voxtrainer.lists import TrainList  # noqa: E402
+from voxtrainer.plugins import load_plugin  # noqa: E402
 from voxtrainer.runtime import preferred_memory_format, resolve_device  # noqa: E402
 
 MODELS = ("ResNetSE34L", "VGGVox")
@@ -68,7 +69,7 @@ def prepare(model, variant, device):
     net = build_net(model, device=device, memory_format=layout)
     if variant == "compiled":
         net.__S__ = torch.compile(net.__S__)
-    optimizer = torch.optim.Adam(net.parameters(), lr=0.001)
+    optimizer = load_plugin("optimizer", "adam")(net.parameters(), lr=0.001)  # the trainer's default
     mixedprec = variant == "mixedprec"
     scaler = torch.amp.GradScaler(device.type, enabled=mixedprec and device.type == "cuda")
     return net, optimizer, scaler, mixedprec
