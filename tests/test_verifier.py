@@ -19,6 +19,7 @@ from sklearn.linear_model import LogisticRegression
 import trainSpeakerNet
 from conftest import assert_one_error_line
 from voxtrainer import calibration
+from voxtrainer.data.download import file_digest
 from voxtrainer.reports import curve_series, curves_figure, write_curves
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -229,7 +230,7 @@ def test_calibrated_verification_of_a_finetuned_model(tuned, demo, capsys):
     assert "Calibration written to %s.calibration.json" % model in out
     assert "Cllr " in out and "min-Cllr " in out
     saved = json.load(open(model + ".calibration.json"))
-    assert saved["model"]["sha256"] == calibration.file_sha256(model) and saved["eval_frames"] == 100
+    assert saved["model"]["sha256"] == file_digest(model, "sha256") and saved["eval_frames"] == 100
     assert saved["fitted_on"]["test_list"] == os.path.abspath(demo.test_list)
     assert [point["false_accept_percent"] for point in saved["thresholds"]] == [1.0, 0.1]
     assert {"eer_percent", "min_dcf", "cllr", "min_cllr", "a", "b"} <= set(saved)

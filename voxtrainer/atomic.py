@@ -6,7 +6,7 @@ import os
 import re
 import shutil
 
-from voxtrainer.errors import InputError
+from voxtrainer.errors import InputError, first_line
 
 TEMPORARY = re.compile(r"\.tmp(\d+)$")
 
@@ -34,7 +34,7 @@ def write_failure(path, error):
         free = shutil.disk_usage(folder).free
     except OSError:
         free = None
-    reason = getattr(error, "strerror", None) or (str(error).strip().splitlines() or [type(error).__name__])[0]
+    reason = getattr(error, "strerror", None) or first_line(error, type(error).__name__)
     if free is not None and free < (1 << 20):
         reason = "the disk is full"
     space = "" if free is None else ", %.1f MB free there" % (free / 1e6)

@@ -17,7 +17,6 @@ the posterior is at least one half) is llr >= -logit(P): the calibrated threshol
 The file `<model>.calibration.json` names the model by its SHA-256: a calibration is of one
 model's scores (and one --eval_frames, one scoring), and using it with another is refused."""
 
-import hashlib
 import json
 import math
 import os
@@ -29,6 +28,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from voxtrainer.atomic import write_text
+from voxtrainer.data.download import file_digest
 from voxtrainer.errors import InputError
 from voxtrainer.metrics import P_TARGETS, equal_error_rate, minDCF, tuneThresholdfromScore
 
@@ -40,14 +40,6 @@ PENALTY_C = 1e4  # scikit-learn's inverse L2 strength (the slope only: lbfgs lea
 
 def calibration_path(model_path):
     return model_path + SUFFIX
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def class_counts(labels):
@@ -139,7 +131,7 @@ def fit_calibration(scores, labels, model_path, test_list, test_path, eval_frame
                       "target prior of 0.5, scikit-learn C=%g), so a*score+b is a log-likelihood ratio; "
                       "posterior at prior P = sigmoid(llr + logit(P))" % PENALTY_C,
         "a": a, "b": b,
-        "model": {"path": os.path.abspath(model_path), "sha256": file_sha256(model_path)},
+        "model": {"path": os.path.abspath(model_path), "sha256": file_digest(model_path, "sha256")},
         "fitted_on": {"test_list": os.path.abspath(test_list), "test_path": os.path.abspath(test_path),
                       "trials": len(labels), "targets": targets, "non_targets": non_targets},
         "eval_frames": eval_frames,
@@ -182,7 +174,7 @@ def read_calibration(model_path, eval_frames=None, scoring=None):
             path, type(error).__name__))
     if not (math.isfinite(calibration.a) and math.isfinite(calibration.b)):
         raise InputError("%s: non-finite calibration coefficients" % path)
-    if calibration.model_sha256 != file_sha256(model_path):
+    if calibration.model_sha256 != file_digest(model_path, "sha256"):
         raise InputError("%s: a calibration of another model (made for %s, whose SHA-256 differs from that of %s); "
                          "fit it again with --eval --calibrate --initial_model %s" % (
                              path, saved["model"].get("path", "?"), model_path, model_path))

@@ -14,7 +14,7 @@ import torch
 
 from voxtrainer import log
 from voxtrainer.atomic import atomic_output, write_failure
-from voxtrainer.errors import InputError
+from voxtrainer.errors import InputError, first_line
 
 MODEL_GLOB = "model0*.model"
 
@@ -37,7 +37,7 @@ def read_checkpoint(path):
     except FileNotFoundError:
         raise InputError("%s: checkpoint not found" % path)
     except Exception as error:  # torch raises many types for foreign or corrupt files
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        first = first_line(error, type(error).__name__)
         raise DamagedCheckpoint("%s: not a readable checkpoint (%s)" % (path, first))
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
         loaded = loaded["state_dict"]  # WeSpeaker's loader accepts this wrapping too
@@ -194,7 +194,7 @@ def read_training_state(model_path):
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # as read_state_dict: a truncated or foreign file
         raise DamagedCheckpoint("%s: not a readable training state (%s)" % (
-            path, (str(error).strip().splitlines() or [type(error).__name__])[0]))
+            path, first_line(error, type(error).__name__)))
 
 
 def restore_checkpoint(net, state_parts, model_path):

@@ -33,3 +33,10 @@ def run_command(action, prefix, error_status, interrupted_message):
         print("%s%s" % (prefix, message), file=sys.stderr)
         return 130
     return 0
+
+
+def first_line(error, default=""):
+    """The first line of an exception's message (`default` when it has none): error lines stay
+    one line even when a library's message runs to many."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else default

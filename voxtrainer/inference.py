@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from voxtrainer import log
-from voxtrainer.errors import InputError
+from voxtrainer.errors import InputError, first_line
 from voxtrainer.runtime import cpu_has_native_bf16
 
 PRECISIONS = ("fp32", "bf16")
@@ -205,11 +205,6 @@ class Embedder:
         else:
             out = self.eager(crops)
         return F.normalize(out, p=2, dim=1) if self.normalize else out
-
-
-def first_line(error):
-    text = str(error).strip()
-    return text.splitlines()[0] if text else ""
 
 
 # ---------------------------------------------------------------------------------------------

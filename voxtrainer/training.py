@@ -17,7 +17,7 @@ from tqdm import tqdm
 from voxtrainer import checkpoints, log
 from voxtrainer.atomic import write_text
 from voxtrainer.distributed import RANK_DUMP_ENV, broadcast_buffers, dump_rank_state, finite_on_all_ranks, world
-from voxtrainer.errors import InputError
+from voxtrainer.errors import InputError, first_line
 from voxtrainer.metrics import P_TARGETS, minDCF, min_dcf_line
 from voxtrainer.runtime import autocast_dtype
 
@@ -177,10 +177,9 @@ class CompiledTraining:
             torch.random.set_rng_state(torch_rng)
             if cuda_rng is not None:
                 torch.cuda.set_rng_state_all(cuda_rng)
-            first_line = (str(error).strip().splitlines() or [""])[0]
             with tqdm.external_write_mode(file=sys.stderr):  # on a line of its own, not after the progress bar
                 log.warning("--compile: torch.compile failed (%s: %s); training without it" % (
-                    type(error).__name__, first_line))
+                    type(error).__name__, first_line(error)))
             self.compiled = None
             return train_step(self.model, data, label, optimizer, scaler, mixedprec)
         self.proven = True
