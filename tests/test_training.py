@@ -185,6 +185,17 @@ def test_what_the_trainer_prints_is_also_logged_in_the_result_folder(demo, tmp_p
             assert line in logged
 
 
+def test_the_run_ends_with_one_line_of_untrained_and_final_eer_and_minutes(demo, tmp_path, capsys):
+    assert train(demo, tmp_path, "--model", "ResNetSE34L", "--trainfunc", "proto", "--nSpeakers", "2",
+                 "--eval_untrained") == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    final_eer = float(open(tmp_path / "model" / "model000000001.eer").read())
+    untrained = [line for line in open(tmp_path / "result" / "scores.txt") if line.startswith("IT 0, untrained")][0]
+    assert last.startswith("Final test EER %2.4f%% (untrained model: %s%%); 1 epoch(s) trained in "
+                           % (final_eer, untrained.split("VEER ")[1].strip()))
+    assert last.endswith(" minutes") and float(last.split(" in ")[1].split()[0]) >= 0
+
+
 def test_warnings_go_to_stderr(demo, tmp_path, capsys):
     assert train(demo, tmp_path / "a", "--model", "ResNetSE34L", "--trainfunc", "proto", "--nSpeakers", "2") == 0
     capsys.readouterr()

@@ -307,6 +307,7 @@ def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evalu
     costs the trained epochs. Returns the last EER (or None). The scheduler steps once per epoch;
     one that declares `per_batch` (and `margin_schedule`, if any) is set before every step instead
     (voxtrainer.schedules), from the position alone, which a resumed run recomputes exactly."""
+    started = time.time()
     model_dir = os.path.join(run.save_path, "model")
     result_dir = os.path.join(run.save_path, "result")
     state_parts = checkpoints.training_state(optimizer, scheduler, scaler, run.identity)
@@ -381,6 +382,7 @@ def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evalu
     finally:
         scores.close()
     if eer is not None:
-        log.info("Final test EER %2.4f%%" % eer + ("" if untrained_eer is None else
-                                                    " (untrained model: %2.4f%%)" % untrained_eer))
+        untrained = "" if untrained_eer is None else " (untrained model: %2.4f%%)" % untrained_eer
+        log.info("Final test EER %2.4f%%%s; %d epoch(s) trained in %.1f minutes"
+                 % (eer, untrained, run.max_epoch - first_epoch + 1, (time.time() - started) / 60.0))
     return eer
