@@ -10,6 +10,7 @@ import torch
 
 from conftest import ROOT
 from voxtrainer.errors import InputError
+from voxtrainer.metrics import min_dcf_line, min_dcfs
 from SpeakerNet import SpeakerNet
 from voxtrainer.scoring import trial_scores
 from tuneThreshold import minDCF, tuneThresholdfromScore
@@ -87,6 +88,15 @@ def test_min_dcf_equals_a_brute_force_search_over_thresholds():
     best = min(0.05 * numpy.mean(scores[labels == 1] < t) + 0.95 * numpy.mean(scores[labels == 0] >= t)
                for t in numpy.concatenate([scores, [numpy.inf]]))
     assert minDCF(scores, labels, 0.05) == pytest.approx(best / 0.05)
+
+
+def test_min_dcfs_of_one_sort_are_minDCF_at_each_printed_prior():
+    rng = numpy.random.default_rng(1)
+    labels = rng.integers(0, 2, 300)
+    scores = rng.normal(size=300) + labels
+    dcfs = min_dcfs(scores, labels)
+    assert dcfs == {p: minDCF(scores, labels, p) for p in (0.05, 0.01)}
+    assert min_dcf_line(dcfs) == "MinDCF %.4f (p_target 0.05), %.4f (p_target 0.01)" % (dcfs[0.05], dcfs[0.01])
 
 
 def make_net(model="ResNetSE34L", trainfunc="angleproto", **kwargs):

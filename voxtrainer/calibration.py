@@ -30,7 +30,7 @@ from sklearn.linear_model import LogisticRegression
 from voxtrainer.atomic import write_text
 from voxtrainer.data.download import file_digest
 from voxtrainer.errors import InputError
-from voxtrainer.metrics import P_TARGETS, equal_error_rate, minDCF, tuneThresholdfromScore
+from voxtrainer.metrics import equal_error_rate, min_dcfs, tuneThresholdfromScore
 
 SUFFIX = ".calibration.json"
 FORMAT = 1
@@ -137,7 +137,7 @@ def fit_calibration(scores, labels, model_path, test_list, test_path, eval_frame
         "eval_frames": eval_frames,
         "scoring": scoring,
         "eer_percent": equal_error_rate(scores, labels),
-        "min_dcf": {"%g" % p: minDCF(scores, labels, p) for p in P_TARGETS},
+        "min_dcf": {"%g" % p: value for p, value in min_dcfs(scores, labels).items()},
         "cllr": cllr(llrs, labels),
         "min_cllr": min_cllr(scores, labels),
         # null where the list has too few non-target trials for the rate (the ROC's first point

@@ -13,7 +13,7 @@ from voxtrainer.calibration import bayes_threshold, posterior
 from voxtrainer.errors import InputError
 from voxtrainer.distributed import gather_sharded
 from voxtrainer.lists import TestList
-from voxtrainer.metrics import equal_error_rate, min_dcf_line
+from voxtrainer.metrics import equal_error_rate, min_dcf_line, min_dcfs
 from voxtrainer.scoring import cosine_ready, trial_scores
 
 
@@ -108,7 +108,7 @@ def report(scores, labels, trials, result_dir, score_file, figures, eer_prefix="
     line; write the score file and the figures (`<figures>_det.png`, `<figures>_hist.png`)."""
     from voxtrainer.reports import write_reports
     log.info("%sEER %2.4f" % (eer_prefix, equal_error_rate(scores, labels)))
-    log.info(min_dcf_line(scores, labels))
+    log.info(min_dcf_line(min_dcfs(scores, labels)))
     os.makedirs(result_dir, exist_ok=True)
     write_scores(os.path.join(result_dir, score_file), scores, labels, trials)
     write_reports(scores, labels, result_dir, figures)

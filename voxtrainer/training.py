@@ -18,7 +18,7 @@ from voxtrainer import checkpoints, log
 from voxtrainer.atomic import write_text
 from voxtrainer.distributed import RANK_DUMP_ENV, broadcast_buffers, dump_rank_state, finite_on_all_ranks, world
 from voxtrainer.errors import InputError, first_line
-from voxtrainer.metrics import P_TARGETS, minDCF, min_dcf_line
+from voxtrainer.metrics import P_TARGETS, min_dcf_line, min_dcfs
 from voxtrainer.runtime import autocast_dtype
 
 
@@ -197,15 +197,13 @@ def freeze_embedding_network(net, frozen):
     return net.__S__ if frozen else None
 
 
-def epoch_record(epoch, lr, result, evaluation=None):
-    """One epoch of the run's history (what the training curves plot): JSON-ready values."""
-    record = {"epoch": epoch, "lr": lr, "loss": result.loss, "train_metric": result.metric, "veer": None}
+def epoch_record(epoch, lr, result, eer=None, dcfs=None):
+    """One epoch of the run's history (what the training curves plot): JSON-ready values; `eer` and
+    `dcfs` (metrics.min_dcfs) of the epoch's evaluation, None when it had none."""
+    record = {"epoch": epoch, "lr": lr, "loss": result.loss, "train_metric": result.metric,
+              "veer": None if eer is None else float(eer)}
     for p_target in P_TARGETS:
-        record["min_dcf_%g" % p_target] = None
-    if evaluation is not None:
-        record["veer"] = float(evaluation.eer)
-        for p_target in P_TARGETS:
-            record["min_dcf_%g" % p_target] = minDCF(evaluation.scores, evaluation.labels, p_target)
+        record["min_dcf_%g" % p_target] = None if dcfs is None else dcfs[p_target]
     return record
 
 
@@ -360,7 +358,7 @@ def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evalu
                 dump_rank_state(net, sampler, epoch, dist_env.rank, dist_env.world_size, result_dir)
 
             line = "LR %f, TEER/TAcc %2.2f, TLOSS %f" % (lr, result.metric, result.loss)
-            evaluation = None
+            evaluation, dcfs = None, None
             if epoch % run.test_interval == 0 or epoch == run.max_epoch:
                 if dist_env.is_main:
                     last_saved = checkpoints.save_checkpoint(net, state_parts, epoch, model_dir)
@@ -369,14 +367,16 @@ def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evalu
                 eer = evaluation.eer
                 line += ", VEER %2.4f" % eer
                 if dist_env.is_main:
-                    log.info(min_dcf_line(evaluation.scores, evaluation.labels))
+                    dcfs = min_dcfs(evaluation.scores, evaluation.labels)
+                    log.info(min_dcf_line(dcfs))
                     write_text(os.path.join(model_dir, "model%09d.eer" % epoch), "%.4f" % eer)
                     from voxtrainer.reports import write_reports
                     write_reports(evaluation.scores, evaluation.labels, result_dir, "model%09d" % epoch)
-            history.append(epoch_record(epoch, lr, result, evaluation))
-            if evaluation is not None and dist_env.is_main:
-                from voxtrainer.reports import write_curves
-                write_curves(history, result_dir, run.train_metric_name)
+            if dist_env.is_main:  # only the main process keeps and writes the history
+                history.append(epoch_record(epoch, lr, result, evaluation and evaluation.eer, dcfs))
+                if evaluation is not None:
+                    from voxtrainer.reports import write_curves
+                    write_curves(history, result_dir, run.train_metric_name)
             log.info("%s %s" % (time.strftime("%Y-%m-%d %H:%M:%S"), line))
             scores.write("IT %d, %s" % (epoch, line))
     finally:
