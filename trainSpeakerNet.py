@@ -316,7 +316,7 @@ def report_calibration(args, source, result, scoring):
                 continue
             log.info("Threshold at %g%% false accept: score %.6g (llr %.4f; false reject %.2f%%)" % (
                 point["false_accept_percent"], point["score"], point["llr"], point["false_reject_percent"]))
-        log.info(calibration.cllr_line(result.scores, result.labels, fitted))
+        log.info(calibration.cllr_line(summary["cllr"], summary["min_cllr"], fitted.path))
         return
     try:
         existing = calibration.read_calibration(source, args.eval_frames, scoring)
@@ -324,7 +324,7 @@ def report_calibration(args, source, result, scoring):
         log.warning("%s; no Cllr printed" % error.line)
         return
     if existing is not None:
-        log.info(calibration.cllr_line(result.scores, result.labels, existing))
+        log.info(calibration.cllr_line(*calibration.costs(result.scores, result.labels, existing), existing.path))
 
 
 def verify_mode(args, net, dist_env):

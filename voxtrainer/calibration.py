@@ -122,7 +122,8 @@ def fit_calibration(scores, labels, model_path, test_list, test_path, eval_frame
     """Fit the calibration of one model's trial scores and write it beside the model; returns
     (Calibration, summary dict: what the file holds)."""
     a, b = fit_affine(scores, labels)
-    llrs = a * numpy.asarray(scores, dtype=numpy.float64) + b
+    fitted = Calibration(a, b, file_digest(model_path, "sha256"), eval_frames, scoring, calibration_path(model_path))
+    cost, min_cost = costs(scores, labels, fitted)
     targets, non_targets = class_counts(labels)
     tuned = tuneThresholdfromScore(scores, labels, list(FALSE_ACCEPT_TARGETS))[0]
     summary = {
@@ -131,25 +132,24 @@ def fit_calibration(scores, labels, model_path, test_list, test_path, eval_frame
                       "target prior of 0.5, scikit-learn C=%g), so a*score+b is a log-likelihood ratio; "
                       "posterior at prior P = sigmoid(llr + logit(P))" % PENALTY_C,
         "a": a, "b": b,
-        "model": {"path": os.path.abspath(model_path), "sha256": file_digest(model_path, "sha256")},
+        "model": {"path": os.path.abspath(model_path), "sha256": fitted.model_sha256},
         "fitted_on": {"test_list": os.path.abspath(test_list), "test_path": os.path.abspath(test_path),
                       "trials": len(labels), "targets": targets, "non_targets": non_targets},
         "eval_frames": eval_frames,
         "scoring": scoring,
         "eer_percent": equal_error_rate(scores, labels),
         "min_dcf": {"%g" % p: value for p, value in min_dcfs(scores, labels).items()},
-        "cllr": cllr(llrs, labels),
-        "min_cllr": min_cllr(scores, labels),
+        "cllr": cost,
+        "min_cllr": min_cost,
         # null where the list has too few non-target trials for the rate (the ROC's first point
         # is an infinite threshold, accepting nothing)
         "thresholds": [{"false_accept_percent": target, "score": finite_or_none(threshold),
-                        "llr": finite_or_none(a * float(threshold) + b),
+                        "llr": finite_or_none(fitted.llr(float(threshold))),
                         "measured_false_accept_percent": float(fa), "false_reject_percent": float(fr)}
                        for target, (threshold, fa, fr) in zip(FALSE_ACCEPT_TARGETS, tuned)],
     }
-    path = calibration_path(model_path)
-    write_text(path, json.dumps(summary, indent=2) + "\n")
-    return Calibration(a, b, summary["model"]["sha256"], eval_frames, scoring, path), summary
+    write_text(fitted.path, json.dumps(summary, indent=2) + "\n")
+    return fitted, summary
 
 
 def finite_or_none(value):
@@ -188,8 +188,11 @@ def read_calibration(model_path, eval_frames=None, scoring=None):
     return calibration
 
 
-def cllr_line(scores, labels, calibration):
-    """The line printed after the EER: the Cllr of the calibrated scores and the min-Cllr."""
-    llrs = calibration.a * numpy.asarray(scores, dtype=numpy.float64) + calibration.b
-    return "Cllr %.4f, min-Cllr %.4f (calibration %s)" % (cllr(llrs, labels), min_cllr(scores, labels),
-                                                         calibration.path)
+def costs(scores, labels, calibration):
+    """(Cllr of the calibrated scores, min-Cllr of the scores)."""
+    return cllr(calibration.llr(numpy.asarray(scores, dtype=numpy.float64)), labels), min_cllr(scores, labels)
+
+
+def cllr_line(cost, min_cost, path):
+    """The line printed after the EER: costs' Cllr and min-Cllr, and the calibration file."""
+    return "Cllr %.4f, min-Cllr %.4f (calibration %s)" % (cost, min_cost, path)
