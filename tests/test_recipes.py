@@ -1,6 +1,7 @@
 """Today's recipe options for the training data (WeSpeaker's VoxCeleb recipe), all off by default:
 speed perturbation with a class per speed, dither, the duration filter and repeat padding."""
 
+import os
 import random
 
 import numpy
@@ -230,6 +231,13 @@ def test_either_bound_alone_and_bounds_are_inclusive(train_list):
         "6 of 12 utterances outside [1, inf] s left out"
     assert leave_out_by_duration(train_list, max_seconds=0.25, progress=False)[1] == \
         "9 of 12 utterances outside [0, 0.25] s left out"
+
+
+def test_the_filtered_list_names_only_the_files_it_keeps(train_list):
+    """Its listed names (what the leakage check compares) follow its files: a left-out file is not
+    trained on."""
+    kept, _ = leave_out_by_duration(train_list, 0.4, 1.2, progress=False)
+    assert [os.path.join(kept.train_path, name) for name in kept.names] == kept.files
 
 
 def test_a_speakers_class_does_not_depend_on_the_filter(train_list):

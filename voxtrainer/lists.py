@@ -89,6 +89,15 @@ class TrainList:
     def num_speakers(self):
         return len(self.speaker_index)
 
+    def subset(self, keep):
+        """This list with only the utterances at the indexes `keep` (files, names and labels alike);
+        speakers keep their indexes."""
+        kept = copy.copy(self)
+        kept.files = [self.files[index] for index in keep]
+        kept.names = [self.names[index] for index in keep]
+        kept.labels = [self.labels[index] for index in keep]
+        return kept
+
 
 def durations_of(paths, progress=True):
     """Seconds of audio in each file (its header: voxtrainer.audio.audio_frames), each unique file
@@ -121,10 +130,7 @@ def leave_out_by_duration(train_list, min_seconds=None, max_seconds=None, progre
     if not keep:
         raise InputError("%s: all %d utterances are outside [%g, %g] s; widen --min_train_seconds/"
                          "--max_train_seconds" % (train_list.listfile, len(train_list.files), low, high))
-    kept = copy.copy(train_list)
-    kept.files = [train_list.files[index] for index in keep]
-    kept.labels = [train_list.labels[index] for index in keep]
-    return kept, "%d of %d utterances outside [%g, %g] s left out" % (
+    return train_list.subset(keep), "%d of %d utterances outside [%g, %g] s left out" % (
         len(train_list.files) - len(keep), len(train_list.files), low, high)
 
 
