@@ -247,15 +247,16 @@ def resolve_initial_model(args, dist_env):
         raise InputError("--initial_model_sha256 checks --initial_model: give the model too")
     if not (args.initial_model and (is_url(args.initial_model) or args.initial_model_sha256)):
         return args.initial_model
-    if not dist_env.enabled:
+
+    def fetch():
         return local_model(args.initial_model, args.model_cache, args.initial_model_sha256)
+    if not dist_env.enabled:
+        return fetch()
     import torch.distributed
-    if dist_env.local_rank == 0:
-        path = local_model(args.initial_model, args.model_cache, args.initial_model_sha256)
+    first = dist_env.local_rank == 0
+    path = fetch() if first else None
     torch.distributed.barrier()
-    if dist_env.local_rank != 0:
-        path = local_model(args.initial_model, args.model_cache, args.initial_model_sha256)
-    return path
+    return path if first else fetch()
 
 
 def average_mode(args):
