@@ -208,9 +208,16 @@ def children_of(pid):
     return found
 
 
+def default_interrupt_handling():
+    # A shell starts background jobs with SIGINT ignored, and Python then keeps ignoring it: a suite
+    # run that way must still give the trainer the Ctrl-C of a terminal.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_training(demo, save_path, *extra):
     return subprocess.Popen(command(*flags(demo, save_path, "--max_epoch", "50", *extra)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                            preexec_fn=default_interrupt_handling)
 
 
 def wait_for_line(process, needle, timeout=120):
