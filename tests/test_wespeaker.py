@@ -17,6 +17,8 @@ import torch
 
 import trainSpeakerNet
 from conftest import ROOT, assert_one_error_line
+from wespeaker_common import (SAMPLE_RATE, assert_same_embeddings, published_checkpoint, seeded_weights,
+                              speech_like_waveform)
 
 DATA = os.path.join(ROOT, "tests", "data")
 KEYS = json.load(open(os.path.join(DATA, "wespeaker_keys.json")))
@@ -24,56 +26,17 @@ KEYS = json.load(open(os.path.join(DATA, "wespeaker_keys.json")))
 ARCHITECTURES = {"ResNet34": ["--model", "ResNet34"], "ECAPA_TDNN_GLOB_c512": ["--model", "ECAPA_TDNN",
                                                                              "--channels", "512"]}
 EMBEDDING_SIZES = {"ResNet34": 256, "ECAPA_TDNN_GLOB_c512": 192}
-PROJECTION_CLASSES = 17982  # VoxCeleb2 dev x 3 (speed perturbation), the published checkpoints' head
 WAVEFORM_SAMPLES = (12345, 20800, 32000)
-SAMPLE_RATE = 16000
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def seeded_state_dict(architecture):
-    """WeSpeaker's state_dict of `architecture`, every tensor drawn from its own seeded numpy
-    stream: conv and linear weights ~ N(0, 1/fan_in), biases and running means small, BatchNorm
-    scales and running variances positive, so activations stay in a sane range through the
-    network. num_batches_tracked is a float, as WeSpeaker's checkpoint averaging leaves it."""
-    state = {}
-    for index, (name, shape) in enumerate(KEYS[architecture]):
-        rng = numpy.random.RandomState(index)
-        if name.endswith("num_batches_tracked"):
-            value = numpy.array(1234.0)
-        elif name.endswith("running_var"):
-            value = rng.uniform(0.5, 2.0, shape)
-        elif name.endswith(("running_mean", "bias")):
-            value = rng.randn(*shape) * 0.1
-        elif len(shape) == 1:  # BatchNorm scale
-            value = rng.uniform(0.5, 1.0, shape)
-        else:
-            value = rng.randn(*shape) / numpy.sqrt(numpy.prod(shape[1:]))
-        state[name] = torch.from_numpy(numpy.asarray(value, dtype=numpy.float32))
-    return state
+    return seeded_weights(KEYS[architecture])
 
 
 def wespeaker_checkpoint(architecture, path):
-    """A file as WeSpeaker publishes it (avg_model.pt): the model's state_dict and the training
-    head `projection.weight` (classes x embedding)."""
-    state = seeded_state_dict(architecture)
-    rng = numpy.random.RandomState(99)
-    state["projection.weight"] = torch.from_numpy(
-        rng.randn(PROJECTION_CLASSES, EMBEDDING_SIZES[architecture]).astype(numpy.float32))
-    torch.save(state, path)
-    return str(path)
-
-
-def speech_like_waveform(samples):
-    """Deterministic speech-like test audio in int16 range: a gliding harmonic tone, noise, a DC
-    offset and a stretch of digital silence (Kaldi's log floor)."""
-    rng = numpy.random.RandomState(samples)
-    t = numpy.arange(samples) / SAMPLE_RATE
-    f0 = 120 + 40 * numpy.sin(2 * numpy.pi * 1.3 * t)
-    phase = 2 * numpy.pi * numpy.cumsum(f0) / SAMPLE_RATE
-    wave = sum(2500 / h * numpy.sin(h * phase) for h in range(1, 12)) + 300 * rng.randn(samples) + 150
-    wave[samples // 3: samples // 3 + 800] = 0
-    return numpy.clip(numpy.round(wave), -32768, 32767).astype(numpy.int16)
+    return published_checkpoint(seeded_state_dict(architecture), EMBEDDING_SIZES[architecture], path)
 
 
 @pytest.fixture(scope="module")
@@ -97,15 +60,6 @@ def embedding_net(architecture):
     from voxtrainer.network import SpeakerNet
     args = trainSpeakerNet.parse_args(ARCHITECTURES[architecture])
     return SpeakerNet(model=args.model, nOut=args.nOut, channels=args.channels).eval()
-
-
-def assert_same_embeddings(ours, expected):
-    ours, expected = numpy.asarray(ours, dtype=numpy.float64), numpy.asarray(expected, dtype=numpy.float64)
-    assert ours.shape == expected.shape
-    for a, b in zip(ours, expected):
-        assert a @ b / numpy.linalg.norm(a) / numpy.linalg.norm(b) >= 0.9999
-        # Measured on a 2-core Xeon: about 5e-7; the bound leaves room for other BLAS libraries.
-        assert numpy.linalg.norm(a - b) / numpy.linalg.norm(b) <= 1e-4
 
 
 # -- the Kaldi fbank ------------------------------------------------------------------------------
