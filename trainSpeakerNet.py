@@ -186,8 +186,10 @@ def build_parser():
                         help="--optimizer sgd: momentum (default: the original's 0.9)")
     modern.add_argument("--nesterov", action="store_true", help="--optimizer sgd: Nesterov momentum")
 
-    wespeaker = parser.add_argument_group("WeSpeaker models (ResNet34, ECAPA_TDNN; --initial_model takes their .pt)")
+    wespeaker = parser.add_argument_group("WeSpeaker models (ResNet34, ECAPA_TDNN, ...; --initial_model takes their .pt)")
     wespeaker.add_argument("--channels", type=whole_number(8), default=512, help="ECAPA_TDNN channels: 512 or 1024")
+    wespeaker.add_argument("--variant", type=str, default=None,
+                           help="the size of a model family (ERes2Net, ReDimNet2); default: the model's own")
     wespeaker.add_argument("--score_mean_from", type=str, default="",
                            help="--eval scores by cosine after subtracting this mean embedding, as WeSpeaker: an "
                                 ".npz from --extract (e.g. of the training set) or a .npy vector")
@@ -555,7 +557,7 @@ def run(argv, seen):
                              margin=args.margin,
                              scale=args.scale, hard_rank=args.hard_rank, hard_prob=args.hard_prob,
                              n_mels=args.n_mels, log_input=args.log_input, protocol=args.protocol,
-                             channels=args.channels, subcenters=args.subcenters, intertopk=args.intertopk,
+                             channels=args.channels, variant=args.variant, subcenters=args.subcenters, intertopk=args.intertopk,
                              intertopk_margin=args.intertopk_margin).to(device)
         except ValueError as error:  # e.g. an unknown --encoder_type
             raise InputError(str(error))
