@@ -13,7 +13,7 @@ import sys
 from voxtrainer import runtime  # first: it sets process settings that must precede torch
 from voxtrainer.config import OneLineParser, read_config, real_number, save_config, truth_value, whole_number
 from voxtrainer.errors import InputError, run_command
-from voxtrainer.score_norm import METHODS as SCORE_NORMS
+from voxtrainer.scoring.score_norm import METHODS as SCORE_NORMS
 
 DEFAULT_NCLASSES = 5994  # VoxCeleb2 dev speakers: the seed's --nSpeakers default
 DEFAULT_NPERSPEAKER = 2
@@ -135,7 +135,7 @@ def build_parser():
     extra.add_argument("--top_k", type=whole_number(1), default=300, help="AS-norm: highest cohort scores kept per side")
     extra.add_argument("--export", type=str, default=None, metavar="{onnx,torchscript}",
                        help="Only write the embedding network of --initial_model to --export_out, as ONNX or "
-                            "TorchScript (voxtrainer.export.FORMATS)")
+                            "TorchScript (voxtrainer.inference.export.FORMATS)")
     extra.add_argument("--export_out", type=str, default="", help="File that --export writes")
     extra.add_argument("--average_last", type=whole_number(), default=0,
                        help="Only average the last N models of --save_path/model into one .model")
@@ -225,7 +225,7 @@ def head_classes(nClasses, speed_perturb):
     """Classes of the loss head: --speed_perturb gives each speed of a speaker its own class."""
     if not speed_perturb:
         return nClasses
-    from voxtrainer.perturb import speed_perturbed_classes
+    from voxtrainer.reading.perturb import speed_perturbed_classes
     return speed_perturbed_classes(nClasses)
 
 
@@ -241,10 +241,10 @@ def resolve_group_sizes(args, loss_class):
 # The modes
 
 def resolve_initial_model(args, dist_env):
-    """--initial_model as a local file (an http(s) URL downloaded into the cache; see voxtrainer.remote).
+    """--initial_model as a local file (an http(s) URL downloaded into the cache; see voxtrainer.inference.remote).
     Under --distributed the first process of each machine fetches it while the others wait, then
     find it cached."""
-    from voxtrainer.remote import is_url, local_model
+    from voxtrainer.inference.remote import is_url, local_model
     if args.initial_model_sha256 and not args.initial_model:
         raise InputError("--initial_model_sha256 checks --initial_model: give the model too")
     if not (args.initial_model and (is_url(args.initial_model) or args.initial_model_sha256)):
@@ -267,9 +267,10 @@ def average_mode(args):
 
 
 def eval_mode(args, net, dist_env):
-    from voxtrainer import log, score_norm
+    from voxtrainer import log
+    from voxtrainer.scoring import score_norm
     from voxtrainer.checkpoints import model_paths
-    from voxtrainer.evaluation import evaluate_list, read_score_mean, report, scoring_description, scoring_embeddings
+    from voxtrainer.scoring.evaluation import evaluate_list, read_score_mean, report, scoring_description, scoring_embeddings
     from voxtrainer.experiment import prepare_folder
     source = args.initial_model or (model_paths(args.save_path) or [""])[-1]
     if not source:
@@ -307,7 +308,8 @@ def report_calibration(args, source, result, scoring):
     """--eval --calibrate: fit and write the calibration of these scores (the raw ones, before any
     --score_norm), print its Cllr and min-Cllr. Without --calibrate, a calibration already beside
     the model is applied to this list (a held-out check of it) when it is of this model."""
-    from voxtrainer import calibration, log
+    from voxtrainer import log
+    from voxtrainer.scoring import calibration
     if args.calibrate:
         fitted, summary = calibration.fit_calibration(result.scores, result.labels, source, args.test_list,
                                                       args.test_path, args.eval_frames, scoring)
@@ -334,10 +336,10 @@ def verify_mode(args, net, dist_env):
     """--verify A B / --verify_list FILE: score pairs as --eval scores trials, and with the
     calibration beside --initial_model, their llr, probability of the same speaker and decision."""
     from voxtrainer import log
-    from voxtrainer.calibration import read_calibration
-    from voxtrainer.evaluation import read_score_mean, scoring_description, verify_pairs, write_verdicts
+    from voxtrainer.scoring.calibration import read_calibration
+    from voxtrainer.scoring.evaluation import read_score_mean, scoring_description, verify_pairs, write_verdicts
     from voxtrainer.experiment import prepare_folder
-    from voxtrainer.lists import read_pair_list
+    from voxtrainer.reading.lists import read_pair_list
     flag = "--verify" if args.verify else "--verify_list"
     if not args.initial_model:
         raise InputError("%s needs --initial_model (the model to score with)" % flag)
@@ -345,7 +347,7 @@ def verify_mode(args, net, dist_env):
         raise InputError("--prior %g: the prior probability of the same speaker must be strictly between 0 and 1"
                          % args.prior)
     if args.verify:
-        from voxtrainer.audio import audio_info
+        from voxtrainer.reading.audio import audio_info
         for path in args.verify:
             if not os.path.isfile(path):
                 raise InputError("%s: audio file not found (--verify)" % path)
@@ -375,7 +377,7 @@ def verify_mode(args, net, dist_env):
 
 
 def extract_mode(args, net, dist_env):
-    from voxtrainer.embeddings import extract_embeddings
+    from voxtrainer.inference.extract import extract_embeddings
     for flag, value in (("--initial_model", args.initial_model), ("--extract_list", args.extract_list),
                         ("--extract_out", args.extract_out)):
         if not value:
@@ -385,7 +387,7 @@ def extract_mode(args, net, dist_env):
 
 
 def export_mode(args, net, dist_env):
-    from voxtrainer.export import export_checkpoint
+    from voxtrainer.inference.export import export_checkpoint
     if not args.initial_model:
         raise InputError("--export needs --initial_model (the checkpoint to export)")
     if not args.export_out:
@@ -396,13 +398,13 @@ def export_mode(args, net, dist_env):
 def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
     import torch
     from voxtrainer import log
-    from voxtrainer.audio import check_padding
-    from voxtrainer.datasets import make_train_loader
-    from voxtrainer.evaluation import evaluate_list
+    from voxtrainer.reading.audio import check_padding
+    from voxtrainer.reading.datasets import make_train_loader
+    from voxtrainer.scoring.evaluation import evaluate_list
     from voxtrainer.experiment import exclusive_run, prepare_folder
-    from voxtrainer.lists import TestList, TrainList, leakage_warning, leave_out_by_duration
+    from voxtrainer.reading.lists import TestList, TrainList, leakage_warning, leave_out_by_duration
     from voxtrainer.plugins import load_plugin
-    from voxtrainer.training import Run, train
+    from voxtrainer.training.loop import Run, train
     # Everything that can be checked is checked here, before the first epoch.
     if not args.train_list or not args.test_list:
         raise InputError("training needs --train_list and --test_list (or --eval to only score a list)")
@@ -431,7 +433,7 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
                    intertopk=args.intertopk or None)
     augment = None
     if args.augment:
-        from voxtrainer.augment import Augmenter
+        from voxtrainer.reading.augment import Augmenter
         augment = Augmenter(args.musan_path, args.rir_path)
     optimizer_options = modern_options("optimizer", args.optimizer, momentum=args.momentum,
                                        nesterov=args.nesterov or None)
@@ -449,7 +451,7 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
     if args.margin_end_epoch is not None and not args.margin_start_epoch:
         raise InputError("--margin_end_epoch needs --margin_start_epoch (the epoch the margin starts rising)")
     if args.margin_start_epoch:
-        from voxtrainer.schedules import MarginSchedule
+        from voxtrainer.training.schedules import MarginSchedule
         if args.margin_end_epoch is None:
             raise InputError("--margin_start_epoch needs --margin_end_epoch (the first epoch at the full --margin)")
         margin_schedule = MarginSchedule(net.__L__, args.initial_margin, args.margin, args.margin_start_epoch,
@@ -531,7 +533,7 @@ def run(argv, seen):
 
     import torch
     from voxtrainer import log
-    from voxtrainer.distributed import Distributed
+    from voxtrainer.training.distributed import Distributed
     from voxtrainer.network import SpeakerNet
     from voxtrainer.plugins import load_plugin
     dist_env = Distributed(args.distributed, use_cuda=args.device != "cpu" and torch.cuda.is_available())
@@ -546,7 +548,7 @@ def run(argv, seen):
         if (args.finetune and loss_class is not None and loss_class.classifies_speakers and args.train_list
                 and not (args.nClasses or args.nSpeakers)):
             # A fine-tuned head is sized for this data: one class per speaker of the train list.
-            from voxtrainer.lists import speaker_count
+            from voxtrainer.reading.lists import speaker_count
             args.nClasses = speaker_count(args.train_list)
             log.info("--finetune: a loss head of %d classes, one per speaker of %s" % (args.nClasses,
                                                                                       args.train_list))

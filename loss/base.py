@@ -94,7 +94,7 @@ class MarginSoftmax(SpeakerLoss, abstract=True):
 
     def set_margin(self, margin):
         """Put `margin` in force from the next step on: a margin schedule
-        (voxtrainer.schedules.MarginSchedule) calls it before every step. Subclasses that derive
+        (voxtrainer.training.schedules.MarginSchedule) calls it before every step. Subclasses that derive
         constants from the margin recompute them here."""
         self.m = margin
 

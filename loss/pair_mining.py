@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from loss.base import SpeakerLoss
-from voxtrainer.metrics import tuneThresholdfromScore
+from voxtrainer.scoring.metrics import tuneThresholdfromScore
 
 
 def mine_negatives(sim: torch.Tensor, margin: float, hard_rank: int, hard_prob: float) -> list:

@@ -7,7 +7,7 @@ this file builds the 2020 Hann window), and loading it replaces them."""
 from models.frontend import LogMelInstanceNorm
 from models.ResNetBlocks import ResNetSE
 
-PROTOCOL = "2020"  # the audio protocol (voxtrainer/audio.py) when --protocol is not given
+PROTOCOL = "2020"  # the audio protocol (voxtrainer/reading/audio.py) when --protocol is not given
 
 
 def halved(rows, times):

@@ -1,7 +1,7 @@
 """ResNetSE34V2 ("H / ASP"): the 2021 trainer's half-width SE-ResNet-34 on pre-emphasised log-mel
 bands (--n_mels, 64 in its published model), with per-channel attentive pooling (SAP or ASP).
 
-It reads audio by the 2021 protocol (float samples, wrap padding: voxtrainer/audio.py) unless
+It reads audio by the 2021 protocol (float samples, wrap padding: voxtrainer/reading/audio.py) unless
 --protocol says otherwise."""
 
 import torch.nn as nn

@@ -1,7 +1,7 @@
 import math
 
 from voxtrainer.errors import InputError
-from voxtrainer.schedules import position
+from voxtrainer.training.schedules import position
 
 
 class WarmupExponential:

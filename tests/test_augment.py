@@ -14,11 +14,11 @@ import soundfile
 import torch
 
 import trainSpeakerNet
-from voxtrainer.augment import CHOICES, Augmenter, energy_db
-from voxtrainer.audio import crop_samples
-from voxtrainer.datasets import make_train_loader
+from voxtrainer.reading.augment import CHOICES, Augmenter, energy_db
+from voxtrainer.reading.audio import crop_samples
+from voxtrainer.reading.datasets import make_train_loader
 from voxtrainer.errors import InputError
-from voxtrainer.lists import TrainList
+from voxtrainer.reading.lists import TrainList
 
 RATE = 16000
 MAX_FRAMES = 100

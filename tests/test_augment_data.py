@@ -15,7 +15,7 @@ import pytest
 import soundfile
 from http_server import FakeServer
 
-from voxtrainer.augment import Augmenter
+from voxtrainer.reading.augment import Augmenter
 
 DATAPREP = Path(__file__).resolve().parents[1] / "dataprep.py"
 RATE = 16000

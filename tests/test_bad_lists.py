@@ -12,9 +12,9 @@ import torch
 
 import trainSpeakerNet
 from SpeakerNet import SpeakerNet
-from voxtrainer import lists
+from voxtrainer.reading import lists
 from voxtrainer.errors import InputError
-from voxtrainer.lists import TestList, TrainList, read_path_list
+from voxtrainer.reading.lists import TestList, TrainList, read_path_list
 
 BOM = b"\xef\xbb\xbf"
 
@@ -230,7 +230,7 @@ def test_check_audio_reports_the_first_bad_file_in_list_order_and_reads_each_fil
     bad_audio(os.path.join(test_path, "z", "first.wav"), "8k")
     bad_audio(os.path.join(test_path, "a", "second.wav"), "stereo")
     listfile = write(tmp_path / "t.txt", trials + ["0 z/first.wav a/second.wav", "1 a/second.wav z/first.wav"])
-    from voxtrainer import audio
+    from voxtrainer.reading import audio
     opened = []
     real_audio_info = audio.audio_info
     monkeypatch.setattr(audio, "audio_info", lambda path: opened.append(path) or real_audio_info(path))

@@ -14,9 +14,9 @@ import torch
 
 import tools.benchmark
 import tools.benchmark_augment
-from voxtrainer.augment import Augmenter
+from voxtrainer.reading.augment import Augmenter
 from voxtrainer.data.demo import make_demo_set
-from voxtrainer.lists import TrainList
+from voxtrainer.reading.lists import TrainList
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -133,7 +133,7 @@ def test_quick_pipeline_benchmark_emits_every_measurement(tmp_path, capsys):
 
 
 # The crop check: training crops of plain 16-bit PCM WAV files are read without libsndfile
-# (voxtrainer.audio.pcm16_wav_data); every other layout falls back to libsndfile. Either way a crop
+# (voxtrainer.reading.audio.pcm16_wav_data); every other layout falls back to libsndfile. Either way a crop
 # must be, sample for sample, what the libsndfile path gives.
 
 def wav_file(path, samples, chunks=("fmt ", "data"), rate=16000, channels=1, tag=1, data_size=None, riff_size=None):
@@ -153,7 +153,7 @@ def wav_file(path, samples, chunks=("fmt ", "data"), rate=16000, channels=1, tag
 
 
 def crop_or_error(path, max_frames, seed):
-    from voxtrainer.audio import load_random_crop
+    from voxtrainer.reading.audio import load_random_crop
     from voxtrainer.errors import InputError
     try:
         return load_random_crop(path, max_frames, random.Random(seed))
@@ -188,14 +188,14 @@ SAMPLES = numpy.arange(40000) % 20000 - 10000
     (lambda p: (p.write_bytes(b"not audio at all"), str(p))[1], False),
 ])
 def test_training_crops_read_directly_equal_those_read_through_libsndfile(tmp_path, monkeypatch, make, direct):
-    import voxtrainer.audio
+    import voxtrainer.reading.audio
     path = make(tmp_path / "a.wav")
     with open(path, "rb") as handle:
-        assert (voxtrainer.audio.pcm16_wav_data(handle) is not None) == direct
+        assert (voxtrainer.reading.audio.pcm16_wav_data(handle) is not None) == direct
     for max_frames in (200, 1):
         crops = [crop_or_error(path, max_frames, seed) for seed in range(6)]
         with monkeypatch.context() as patch:
-            patch.setattr(voxtrainer.audio, "pcm16_wav_data", lambda handle: None)  # libsndfile for every file
+            patch.setattr(voxtrainer.reading.audio, "pcm16_wav_data", lambda handle: None)  # libsndfile for every file
             through_libsndfile = [crop_or_error(path, max_frames, seed) for seed in range(6)]
         for crop, expected in zip(crops, through_libsndfile):
             if isinstance(expected, str):

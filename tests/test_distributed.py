@@ -4,7 +4,7 @@ Checked: the ranks train on disjoint groups and the same number of steps, their 
 buffers are identical after the epoch, only rank 0 writes (one checkpoint, original key format,
 one scores.txt), and the distributed evaluation's EER equals a single-process --eval of that
 checkpoint. The ranks report what they trained on through the SPEAKERNET_RANK_DUMP debug hook
-(voxtrainer.distributed.dump_rank_state)."""
+(voxtrainer.training.distributed.dump_rank_state)."""
 
 import json
 import os
@@ -19,7 +19,7 @@ import torch.multiprocessing as mp
 
 from conftest import ROOT
 from SpeakerNet import SpeakerNet
-from voxtrainer.distributed import tensor_digest
+from voxtrainer.training.distributed import tensor_digest
 
 WORLD = 2
 FLAGS = ["--model", "ResNetSE34L", "--trainfunc", "angleproto", "--nOut", "32", "--max_frames", "50",

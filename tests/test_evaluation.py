@@ -10,9 +10,9 @@ import torch
 
 from conftest import ROOT
 from voxtrainer.errors import InputError
-from voxtrainer.metrics import min_dcf_line, min_dcfs
+from voxtrainer.scoring.metrics import min_dcf_line, min_dcfs
 from SpeakerNet import SpeakerNet
-from voxtrainer.scoring import trial_scores
+from voxtrainer.scoring.trials import trial_scores
 from tuneThreshold import minDCF, tuneThresholdfromScore
 
 

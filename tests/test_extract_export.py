@@ -12,8 +12,8 @@ import torch
 
 import trainSpeakerNet
 from conftest import ORIGINAL
-from voxtrainer.audio import read_audio
-from voxtrainer.export import DFTSpectrogram, EmbeddingNetwork, ExportLinearSpectrogram, ExportLogMel, export
+from voxtrainer.reading.audio import read_audio
+from voxtrainer.inference.export import DFTSpectrogram, EmbeddingNetwork, ExportLinearSpectrogram, ExportLogMel, export
 from models.frontend import LinearSpectrogramInstanceNorm, LogMelInstanceNorm
 from SpeakerNet import SpeakerNet
 

@@ -141,11 +141,11 @@ def test_resuming_with_a_new_lr_says_it_goes_on_with_the_saved_schedule(demo, tr
 
 
 def test_a_failing_evaluation_keeps_the_trained_epoch(demo, tmp_path, capsys, monkeypatch):
-    import voxtrainer.evaluation
+    import voxtrainer.scoring.evaluation
 
     def fail(*args, **kwargs):
         raise InputError("evaluation failed on purpose")
-    monkeypatch.setattr(voxtrainer.evaluation, "evaluate_list", fail)
+    monkeypatch.setattr(voxtrainer.scoring.evaluation, "evaluate_list", fail)
     refused(capsys, flags(demo, tmp_path), "evaluation failed on purpose")
     assert torch.load(tmp_path / "model" / "model000000001.model", weights_only=True)
 

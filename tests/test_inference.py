@@ -1,4 +1,4 @@
-"""The inference path of every embedding (voxtrainer.inference): the fast graph gives the eager
+"""The inference path of every embedding (voxtrainer.inference.embedder): the fast graph gives the eager
 numbers for every model and input length, identical crops are embedded once with the same numbers,
 --eval_precision bf16 is refused where not native and says so where it runs, and every failure of
 the optimisation falls back to eager. Speed is measured by benchmarks, not here."""
@@ -13,8 +13,8 @@ import torch
 import trainSpeakerNet
 from conftest import ORIGINAL, assert_one_error_line
 from SpeakerNet import SpeakerNet
-from voxtrainer import inference
-from voxtrainer.audio import crop_samples, crop_waveform, loadWAV, read_audio
+from voxtrainer.inference import embedder as inference
+from voxtrainer.reading.audio import crop_samples, crop_waveform, loadWAV, read_audio
 from voxtrainer.errors import InputError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -8,7 +8,7 @@ import pytest
 import soundfile
 import torch
 
-from voxtrainer.audio import load_random_crop, loadWAV
+from voxtrainer.reading.audio import load_random_crop, loadWAV
 from voxtrainer.errors import InputError
 
 
@@ -160,7 +160,7 @@ def test_non_finite_float_samples_are_an_input_error_naming_the_file(tmp_path, b
 
 @pytest.mark.parametrize("subtype", ["FLOAT", "DOUBLE"])
 def test_float_musan_noise_reads_as_its_16_bit_original(tmp_path, subtype):
-    from voxtrainer.augment import Augmenter
+    from voxtrainer.reading.augment import Augmenter
     samples = speech_like(9000, seed=4)
     original = write_copy(tmp_path / "n16.wav", samples, "PCM_16")
     copy = write_copy(tmp_path / "n.wav", samples, subtype)

@@ -16,7 +16,7 @@ from conftest import ROOT, train_killed_and_resumed, training_flags
 from loss.aamsoftmax import LossFunction as AAMSoftmax
 from scheduler.warmup_exp import Scheduler as WarmupExp
 from voxtrainer.config import read_config
-from voxtrainer.schedules import MarginSchedule
+from voxtrainer.training.schedules import MarginSchedule
 
 N_OUT, N_CLASSES = 8, 6
 
@@ -156,7 +156,7 @@ def test_amsoftmax_takes_a_margin_schedule_too():
 
 
 def test_run_epoch_sets_every_per_batch_schedule_before_each_step():
-    from voxtrainer.training import run_epoch
+    from voxtrainer.training.loop import run_epoch
 
     class Recorder:
         per_batch = True

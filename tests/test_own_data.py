@@ -18,8 +18,8 @@ import trainSpeakerNet
 from conftest import assert_one_error_line
 from SpeakerNet import SpeakerNet
 from voxtrainer.data.folder import make_trials, split_speakers
-from voxtrainer.lists import TestList, TrainList, leakage_warning
-from voxtrainer.remote import cached_name
+from voxtrainer.reading.lists import TestList, TrainList, leakage_warning
+from voxtrainer.inference.remote import cached_name
 
 REPO = Path(__file__).resolve().parent.parent
 DATAPREP = REPO / "dataprep.py"

@@ -12,11 +12,11 @@ from scipy import signal
 
 import trainSpeakerNet
 from conftest import assert_one_error_line
-from voxtrainer import perturb
-from voxtrainer.audio import INT16_SCALE, crop_samples, load_random_crop
-from voxtrainer.datasets import Group, TrainDataset, make_train_loader
+from voxtrainer.reading import perturb
+from voxtrainer.reading.audio import INT16_SCALE, crop_samples, load_random_crop
+from voxtrainer.reading.datasets import Group, TrainDataset, make_train_loader
 from voxtrainer.errors import InputError
-from voxtrainer.lists import TrainList, leave_out_by_duration
+from voxtrainer.reading.lists import TrainList, leave_out_by_duration
 
 MAX_FRAMES = 50
 CROP = crop_samples(MAX_FRAMES)
@@ -254,7 +254,7 @@ def test_nothing_left_or_crossed_bounds_is_an_input_error(train_list):
 
 
 def test_durations_of_other_formats_come_from_libsndfile(tmp_path):
-    from voxtrainer.lists import durations_of
+    from voxtrainer.reading.lists import durations_of
     paths = [write_wav(tmp_path / "a.wav", numpy.zeros(8000)),
              write_wav(tmp_path / "b.flac", numpy.zeros(24000), subtype="PCM_16")]
     assert durations_of(paths + paths[:1], progress=False) == [0.5, 1.5, 0.5]

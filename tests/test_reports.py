@@ -6,7 +6,7 @@ import pytest
 from matplotlib.image import imread
 from scipy.stats import norm
 
-from voxtrainer.reports import det_figure, histogram_figure, write_reports
+from voxtrainer.scoring.reports import det_figure, histogram_figure, write_reports
 from tuneThreshold import minDCF, tuneThresholdfromScore
 
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import trainSpeakerNet
-from voxtrainer.score_norm import normalise_trials
-from voxtrainer.scoring import cross_scores
+from voxtrainer.scoring.score_norm import normalise_trials
+from voxtrainer.scoring.trials import cross_scores
 from SpeakerNet import SpeakerNet
-from voxtrainer.scoring import trial_scores
+from voxtrainer.scoring.trials import trial_scores
 
 
 def trial_score(a, b):

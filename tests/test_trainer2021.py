@@ -18,10 +18,10 @@ import trainSpeakerNet
 from conftest import ROOT
 from models.frontend import htk_mel_filterbank
 from tools.reference_2021 import SETTINGS, key_digest, key_list, make_wavs, seeded_weights, wav_names
-from voxtrainer.audio import crop_samples, load_random_crop, loadWAV
+from voxtrainer.reading.audio import crop_samples, load_random_crop, loadWAV
 from voxtrainer.checkpoints import read_state_dict
 from voxtrainer.errors import InputError
-from voxtrainer.evaluation import evaluate_list
+from voxtrainer.scoring.evaluation import evaluate_list
 from voxtrainer.network import SpeakerNet
 from voxtrainer.plugins import load_plugin
 
@@ -408,7 +408,7 @@ def test_one_epoch_of_resnetse34v2_with_softmaxproto_trains_and_evaluates(demo_s
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 @pytest.mark.parametrize("model, log_input", [("ResNetSE34V2", True), ("ResNetSE34L", False)])
 def test_2021_front_ends_export_and_reproduce_the_pytorch_embeddings(tmp_path, fmt, model, log_input):
-    from voxtrainer.export import export
+    from voxtrainer.inference.export import export
     torch.manual_seed(0)
     net = SpeakerNet(model=model, trainfunc="softmaxproto", nOut=16, nClasses=4, n_mels=40, log_input=log_input)
     # export() itself refuses to write a file whose embeddings differ from PyTorch's by over 1e-4 relative.

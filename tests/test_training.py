@@ -10,7 +10,7 @@ import soundfile
 
 import trainSpeakerNet
 from conftest import ROOT, train_killed_and_resumed, training_flags
-from voxtrainer.datasets import SpeakerBatchSampler
+from voxtrainer.reading.datasets import SpeakerBatchSampler
 from voxtrainer.errors import InputError
 from voxtrainer.plugins import load_plugin
 

@@ -12,9 +12,9 @@ import torch
 
 import trainSpeakerNet
 from optimizer.adam import Optimizer as ProjectAdam
-from voxtrainer import training
-from voxtrainer.datasets import TrainDataset, as_int16_if_lossless, collate_groups, make_train_loader
-from voxtrainer.lists import TrainList
+from voxtrainer.training import loop as training
+from voxtrainer.reading.datasets import TrainDataset, as_int16_if_lossless, collate_groups, make_train_loader
+from voxtrainer.reading.lists import TrainList
 from voxtrainer.network import SpeakerNet
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -43,7 +43,7 @@ def batches(train_list, workers, seed=3, **kwargs):
 @pytest.mark.parametrize("workers", [0, 2])
 def test_16_bit_audio_is_sent_as_int16_and_gives_bit_identical_float_batches(train_list, monkeypatch, workers):
     as_int16 = batches(train_list, workers)
-    monkeypatch.setattr("voxtrainer.datasets.as_int16_if_lossless", lambda crops: None)  # the float32 path
+    monkeypatch.setattr("voxtrainer.reading.datasets.as_int16_if_lossless", lambda crops: None)  # the float32 path
     as_float = batches(train_list, workers)
     assert len(as_int16) == len(as_float) > 0
     for (crops16, labels16), (crops32, labels32) in zip(as_int16, as_float):
@@ -86,7 +86,7 @@ def test_float_wav_crops_with_fractions_and_augmented_crops_are_sent_as_float32(
 
 
 def training_group(utterances, label=0, seed=11):
-    from voxtrainer.datasets import Group
+    from voxtrainer.reading.datasets import Group
     return Group(tuple(utterances), label, seed)
 
 

@@ -18,9 +18,9 @@ from sklearn.linear_model import LogisticRegression
 
 import trainSpeakerNet
 from conftest import assert_one_error_line
-from voxtrainer import calibration
+from voxtrainer.scoring import calibration
 from voxtrainer.data.download import file_digest
-from voxtrainer.reports import curve_series, curves_figure, write_curves
+from voxtrainer.scoring.reports import curve_series, curves_figure, write_curves
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

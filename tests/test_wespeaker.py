@@ -179,7 +179,7 @@ def test_a_wespeaker_checkpoint_of_another_architecture_is_one_error_line(audio,
 
 
 def test_export_without_trainfunc_writes_the_unnormalised_embedding_network(tmp_path):
-    from voxtrainer.export import run_exported
+    from voxtrainer.inference.export import run_exported
     checkpoint = wespeaker_checkpoint("ECAPA_TDNN_GLOB_c512", tmp_path / "ecapa.pt")
     out = str(tmp_path / "ecapa.torchscript")
     assert trainSpeakerNet.main(["--export", "torchscript", "--model", "ECAPA_TDNN", "--initial_model", checkpoint,
@@ -215,7 +215,7 @@ def test_eval_scores_by_cosine_after_subtracting_the_mean_embedding(reference, a
 
 
 def test_the_mean_embedding_is_the_mean_of_an_extract_file(tmp_path):
-    from voxtrainer.evaluation import read_score_mean
+    from voxtrainer.scoring.evaluation import read_score_mean
     embeddings = numpy.arange(12, dtype=numpy.float32).reshape(3, 4)
     numpy.savez(tmp_path / "train.npz", files=numpy.array(["a", "b", "c"]), embeddings=embeddings)
     numpy.testing.assert_allclose(read_score_mean(str(tmp_path / "train.npz")), embeddings.mean(axis=0))

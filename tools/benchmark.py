@@ -8,7 +8,7 @@ Run from the repository root. Measurements (the `measurement` field of each line
 
   device              CPU model / GPU name, torch version, threads, bf16 support, load average
   matmul_peak         best large-matmul FLOP/s on this device, fp32 and the --mixedprec dtype
-  train_step          optimisation steps through the trainer's own voxtrainer.training.train_step
+  train_step          optimisation steps through the trainer's own voxtrainer.training.loop.train_step
                       (SpeakerNet.forward with angleproto, backward, Adam, GradScaler/autocast under
                       --mixedprec), each batch moved to the device and its loss read back as the
                       trainer's epoch loop does, on a batch of `--batch_size` utterances =
@@ -18,8 +18,8 @@ Run from the repository root. Measurements (the `measurement` field of each line
   train_step_profile  the same steps split into front end, trunk, pooling+projection, loss, backward,
                       optimizer (wall time, by hooks on the real modules and on the optimizer: the
                       step itself is not changed)
-  train_loader        voxtrainer.datasets.make_train_loader on the demo train list with 0, 1, 2 workers
-  eval                voxtrainer.evaluation.evaluate_list, the trainer's evaluation (batched crops,
+  train_loader        voxtrainer.reading.datasets.make_train_loader on the demo train list with 0, 1, 2 workers
+  eval                voxtrainer.scoring.evaluation.evaluate_list, the trainer's evaluation (batched crops,
                       loader workers, vectorised scoring), and a naive baseline (one file per forward
                       pass, a Python loop over trials as the 2020 code did) on the demo test list;
                       files/s embedded, trials/s scored
@@ -47,13 +47,13 @@ import numpy  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from voxtrainer.audio import loadWAV  # noqa: E402
+from voxtrainer.reading.audio import loadWAV  # noqa: E402
 from voxtrainer.data.demo import DemoSet, make_demo_set  # noqa: E402
-from voxtrainer.datasets import make_train_loader  # noqa: E402
+from voxtrainer.reading.datasets import make_train_loader  # noqa: E402
 from voxtrainer.errors import InputError  # noqa: E402
-from voxtrainer.evaluation import evaluate_list  # noqa: E402
-from voxtrainer.lists import TrainList  # noqa: E402
-from voxtrainer.metrics import equal_error_rate  # noqa: E402
+from voxtrainer.scoring.evaluation import evaluate_list  # noqa: E402
+from voxtrainer.reading.lists import TrainList  # noqa: E402
+from voxtrainer.scoring.metrics import equal_error_rate  # noqa: E402
 from voxtrainer.plugins import load_plugin  # noqa: E402
 from voxtrainer.runtime import (autocast_dtype, cpu_flags, cpu_has_native_bf16, preferred_memory_format,  # noqa: E402
                                 resolve_device)
@@ -297,7 +297,7 @@ def timed_method(obj, name, clock, record):
 
 
 class StageTimer:
-    """Where the wall time of voxtrainer.training.train_step goes, seen from outside the step.
+    """Where the wall time of voxtrainer.training.loop.train_step goes, seen from outside the step.
 
     Inside SpeakerNet.forward, forward hooks on the real modules time the front end (`torchfb`),
     the embedding model (`__S__`) and the loss (`__L__`); pooling+projection is the model's
@@ -448,7 +448,7 @@ def measure_train_step(model, precision, batch, device, memory_format, peaks, ar
     report.emit("train_step_profile", model=model, precision=record["precision"],
                 seconds_per_step={k: round(v, 4) for k, v in stages.items()},
                 fraction={k: round(v / step_total, 3) for k, v in stages.items()},
-                note="voxtrainer.training.train_step, timed from outside: forward stages by hooks on the real "
+                note="voxtrainer.training.loop.train_step, timed from outside: forward stages by hooks on the real "
                      "modules (trunk = model - front end - pooling/fc); forward ends at SpeakerNet.forward's "
                      "forward hook, optimizer runs from the optimizer's step pre-hook to the end of the step, "
                      "backward is what lies between")
@@ -540,7 +540,7 @@ def emit_eval(report, method, args, memory_format, files, trials, workers, embed
 
 
 def measure_eval(demo, test_list, device, memory_format, args, report, clock):
-    """voxtrainer.evaluation.evaluate_list, the trainer's evaluation, as it is (its embedding pass,
+    """voxtrainer.scoring.evaluation.evaluate_list, the trainer's evaluation, as it is (its embedding pass,
     SpeakerNet.embed_files, timed through an attribute of this net; scoring is the rest), against
     naive_evaluate, the 2020 loop, on the same net and list."""
     net = build_net(args.eval_model, device=device, memory_format=memory_format)

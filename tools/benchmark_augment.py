@@ -3,10 +3,10 @@
 Two measurements on the same train list and model:
 
 * per crop, the CPU time of cutting a training crop with and without augmentation, against the
-  time of a training step (voxtrainer.training.train_step: forward, backward, optimizer). Their
+  time of a training step (voxtrainer.training.loop.train_step: forward, backward, optimizer). Their
   ratio is the rate lost in the worst case, where loading shares the cores with training instead
   of running beside it;
-* the training rate (utterances/s of the trainer's epoch loop, voxtrainer.training.run_epoch, with
+* the training rate (utterances/s of the trainer's epoch loop, voxtrainer.training.loop.run_epoch, with
   its DataLoader workers) with and without augmentation, by the clock and per CPU second.
 
 Run from the repository root:
@@ -26,11 +26,11 @@ from tools.common import build_net, cpu_seconds, take_step  # first: sets OMP_WA
 
 import torch  # noqa: E402
 
-from voxtrainer.augment import Augmenter  # noqa: E402
-from voxtrainer.datasets import Group, TrainDataset, make_train_loader  # noqa: E402
-from voxtrainer.lists import TrainList  # noqa: E402
+from voxtrainer.reading.augment import Augmenter  # noqa: E402
+from voxtrainer.reading.datasets import Group, TrainDataset, make_train_loader  # noqa: E402
+from voxtrainer.reading.lists import TrainList  # noqa: E402
 from voxtrainer.plugins import load_plugin  # noqa: E402
-from voxtrainer.training import run_epoch  # noqa: E402
+from voxtrainer.training.loop import run_epoch  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -47,7 +47,7 @@ def loader_seconds_per_crop(dataset, groups, repeats):
 
 
 def step_seconds_per_crop(net, optimizer, crops, labels, repeats):
-    """Fastest of `repeats` training steps (voxtrainer.training.train_step, fp32) per crop, after
+    """Fastest of `repeats` training steps (voxtrainer.training.loop.train_step, fp32) per crop, after
     one that is not counted: it also allocates memory."""
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     best = float("inf")

@@ -13,25 +13,25 @@ Run from the repository root. Measurements (the `measurement` field of each line
 
   device         CPU model, torch version, threads, load average (as tools.benchmark)
   audio_set      the generated files: count, durations, size, seconds to write them
-  crop_check     training crops read by voxtrainer.audio.load_random_crop (seeking) against the
+  crop_check     training crops read by voxtrainer.reading.audio.load_random_crop (seeking) against the
                  original's loadWAV(evalmode=False) on the whole file, the same seeds: identical?
-  train_loader   voxtrainer.datasets.make_train_loader with 0, 1, 2 worker processes, the seed's
+  train_loader   voxtrainer.reading.datasets.make_train_loader with 0, 1, 2 worker processes, the seed's
                  batch (--batch_size 200 speakers x 2 utterances x 200 frames), each batch through
-                 tools.common.take_step (voxtrainer.training.train_step) on NullNet; crops/s, crops/s
+                 tools.common.take_step (voxtrainer.training.loop.train_step) on NullNet; crops/s, crops/s
                  per worker process (the target: >= 1,500), crops per worker CPU second, peak RSS
-  train_crop_cost  what today's recipes cost a training crop (voxtrainer.datasets.TrainDataset, one
+  train_crop_cost  what today's recipes cost a training crop (voxtrainer.reading.datasets.TrainDataset, one
                  utterance per group, in this process): plain, --speed_perturb, --dither 1; crops/s
                  of each, measured interleaved (best of --crop_rounds rounds, so that load from other
                  processes hits all alike), and each rate relative to the plain one
   eval_loader    SpeakerNet.embed_files (evaluate_list's embedding pass: EvalDataset through its
                  DataLoader) on NullNet, 10 crops of --eval_frames per file, 0, 1, 2 workers; files/s
-  scoring        voxtrainer.scoring.trial_scores, the exact 2020 score, on random 512-dim float32
+  scoring        voxtrainer.scoring.trials.trial_scores, the exact 2020 score, on random 512-dim float32
                  embeddings of 10 crops per file, at VoxCeleb1-O scale (4,874 files, 37,720 trials;
                  target < 2 s on 2 cores) and VoxCeleb1-E scale (145,000 files, 580,000 trials;
                  target: peak memory < 8 GiB), each in its own process so that its peak RSS is its
                  own; scores checked bit for bit against all trials gathered at once (the former
                  scorer) on the first --check_trials trials
-  scoring_block  the VoxCeleb1-O scoring with other trial block sizes (voxtrainer.scoring.TRIALS_PER_BLOCK)
+  scoring_block  the VoxCeleb1-O scoring with other trial block sizes (voxtrainer.scoring.trials.TRIALS_PER_BLOCK)
   summary        total time and the targets, met or not
 
 Timings are wall-clock; `cpu_s` and `cpu_share` (CPU seconds / wall seconds) and `loadavg` show
@@ -59,11 +59,11 @@ import soundfile  # noqa: E402
 import torch  # noqa: E402
 
 from tools.benchmark import PeakMemory, Reporter, cpu_share, describe_device, process_memory_mb  # noqa: E402
-from voxtrainer import scoring  # noqa: E402
-from voxtrainer.audio import crop_samples, load_random_crop, loadWAV  # noqa: E402
+from voxtrainer.scoring import trials as scoring  # noqa: E402
+from voxtrainer.reading.audio import crop_samples, load_random_crop, loadWAV  # noqa: E402
 from tools.benchmark_augment import loader_seconds_per_crop  # noqa: E402
-from voxtrainer.datasets import Group, TrainDataset, make_train_loader  # noqa: E402
-from voxtrainer.lists import TrainList  # noqa: E402
+from voxtrainer.reading.datasets import Group, TrainDataset, make_train_loader  # noqa: E402
+from voxtrainer.reading.lists import TrainList  # noqa: E402
 from voxtrainer.network import SpeakerNet  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,7 +120,7 @@ def build_parser():
 class NullNet(torch.nn.Module):
     """Stands in for the embedding network on a GPU, where its arithmetic costs next to nothing:
     the training forward reads one sample per crop, evaluation returns zero embeddings. Around it
-    runs the trainer's own code: tools.common.take_step (voxtrainer.training.train_step) and
+    runs the trainer's own code: tools.common.take_step (voxtrainer.training.loop.train_step) and
     SpeakerNet.embed_files (evaluate_list's embedding pass). `calls` times embed_crops's calls."""
 
     embed_files = SpeakerNet.embed_files

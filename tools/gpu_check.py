@@ -5,7 +5,7 @@ evaluation speed there. One JSON line per measurement:
   train_step      ResNetSE34L and VGGVox, the seed's shape (batch 200 speakers x 2 utterances x 200
                   frames, angleproto, Adam), in fp32, fp32 channels_last, --mixedprec (fp16 autocast with
                   loss scaling) and compiled (torch.compile of the embedding network): utterances/s and
-                  peak GPU memory. Every step is the trainer's own (voxtrainer.training.train_step).
+                  peak GPU memory. Every step is the trainer's own (voxtrainer.training.loop.train_step).
   embedding       embeddings/s of 3 s crops through SpeakerNet.embed_crops, 40 crops a batch (as
                   evaluation batches them on a GPU)
   train_loader    crops/s of the trainer's loader (one worker per core) on generated VoxCeleb-like files
@@ -30,9 +30,9 @@ import torch  # noqa: E402
 
 from tools.benchmark import Clock, Reporter, describe_device  # noqa: E402
 from tools.benchmark_pipeline import write_audio_set, write_train_list  # noqa: E402
-from voxtrainer.audio import crop_samples  # noqa: E402
-from voxtrainer.datasets import make_train_loader  # noqa: E402
-from voxtrainer.lists import TrainList  # noqa: E402
+from voxtrainer.reading.audio import crop_samples  # noqa: E402
+from voxtrainer.reading.datasets import make_train_loader  # noqa: E402
+from voxtrainer.reading.lists import TrainList  # noqa: E402
 from voxtrainer.plugins import load_plugin  # noqa: E402
 from voxtrainer.runtime import preferred_memory_format, resolve_device  # noqa: E402
 

@@ -9,14 +9,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from voxtrainer import checkpoints, inference
-from voxtrainer.audio import check_protocol, crop_waveform, loadWAV
-from voxtrainer.datasets import EvalDataset
+from voxtrainer import checkpoints
+
+from voxtrainer.inference import embedder as inference
+from voxtrainer.reading.audio import check_protocol, crop_waveform, loadWAV
+from voxtrainer.reading.datasets import EvalDataset
 from voxtrainer.plugins import load_plugin, model_protocol
 
 
 class SpeakerNet(nn.Module):
-    """`protocol` is how audio is read and fed for this network (voxtrainer/audio.py), in training,
+    """`protocol` is how audio is read and fed for this network (voxtrainer/reading/audio.py), in training,
     evaluation and extraction alike: "2020" or "2021", default the model file's PROTOCOL. Under
     "2021" a training batch also goes through the network in one forward pass (all utterance
     positions together, as the 2021 trainer did), which BatchNorm's batch statistics see."""
@@ -27,7 +29,7 @@ class SpeakerNet(nn.Module):
         self.__S__ = load_plugin("models", model)(nOut=nOut, encoder_type=encoder_type, **kwargs)
         if not trainfunc:
             # The embedding network alone (--eval/--extract/--export of a checkpoint, e.g. a
-            # WeSpeaker one): its embeddings as they come out, scored by cosine (voxtrainer.evaluation).
+            # WeSpeaker one): its embeddings as they come out, scored by cosine (voxtrainer.scoring.evaluation).
             self.__L__ = None
             self.train_normalize = self.test_normalize = False
             return
@@ -65,7 +67,7 @@ class SpeakerNet(nn.Module):
         return self.__L__(feat, label)
 
     # -- embeddings -------------------------------------------------------------------------
-    # Every embedding is computed by embed_crops, through voxtrainer.inference: a traced and frozen
+    # Every embedding is computed by embed_crops, through voxtrainer.inference.embedder: a traced and frozen
     # graph of __S__ on the CPU (eager numbers to ~1e-6), eager elsewhere or when that fails.
 
     def set_eval_precision(self, precision):
@@ -143,8 +145,8 @@ class SpeakerNet(nn.Module):
     def evaluateFromList(self, listfilename, test_path="", eval_frames=300, num_eval=10, num_workers=0,
                          progress=True, print_interval=None):
         """The seed's method: (scores, labels, trials) of a `label enrol test` list, in list order
-        (voxtrainer.evaluation.evaluate_list has the whole record)."""
-        from voxtrainer.evaluation import evaluate_list
+        (voxtrainer.scoring.evaluation.evaluate_list has the whole record)."""
+        from voxtrainer.scoring.evaluation import evaluate_list
         result = evaluate_list(self, listfilename, test_path, eval_frames, num_eval, num_workers, progress)
         return result.scores, result.labels, result.trials
 

@@ -33,7 +33,7 @@ def load_plugin(package, name):
 
 
 def model_protocol(name):
-    """The audio protocol (voxtrainer/audio.py) a model reads by default: its file's `PROTOCOL`,
+    """The audio protocol (voxtrainer/reading/audio.py) a model reads by default: its file's `PROTOCOL`,
     "2020" for a model file that names none."""
     load_plugin("models", name)
     return getattr(importlib.import_module("models.%s" % name), "PROTOCOL", "2020")

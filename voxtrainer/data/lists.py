@@ -1,6 +1,6 @@
 """The lists dataprep.py reads and writes: fileparts.txt (`url md5`, what to download), files.txt
 (`parts-glob joined.zip md5`, how to join the parts) and the train_list.txt it builds from the
-converted files when the official one is not wanted (the trainer reads it with voxtrainer.lists).
+converted files when the official one is not wanted (the trainer reads it with voxtrainer.reading.lists).
 
 A list with a bad line is refused whole, before anything is fetched."""
 

@@ -8,10 +8,10 @@ import numpy
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from voxtrainer import perturb
-from voxtrainer.audio import check_padding, load_random_crop, loadWAV
+from voxtrainer.reading import perturb
+from voxtrainer.reading.audio import check_padding, load_random_crop, loadWAV
 from voxtrainer.errors import InputError
-from voxtrainer.inference import unique_crops
+from voxtrainer.inference.embedder import unique_crops
 
 class Group(NamedTuple):
     """One sampler item: utterances of one speaker and the seed of their random crops."""
@@ -32,10 +32,10 @@ def as_int16_if_lossless(crops):
 
 class TrainDataset(Dataset):
     """Maps a Group to (crops (len(group), samples), label), cut by the audio `protocol`
-    (voxtrainer/audio.py), short files filled out by `padding` (default: the protocol's own);
+    (voxtrainer/reading/audio.py), short files filled out by `padding` (default: the protocol's own);
     `augment(crop, rng)` (augment.py), if given, runs on each crop in the loader worker.
 
-    Today's recipes (voxtrainer/perturb.py), off by default: `speed_perturb` plays the whole group at
+    Today's recipes (voxtrainer/reading/perturb.py), off by default: `speed_perturb` plays the whole group at
     one speed and gives it that speed's class (label + speed index * `num_classes`); `dither` adds
     Gaussian noise of that amplitude (int16 units) to every crop, after augmentation, as Kaldi's
     feature extraction would. Each draws from the group's seed only when on, so crops are otherwise
@@ -43,7 +43,7 @@ class TrainDataset(Dataset):
 
     The crops hold float32 values (int16 range under the 2020 protocol); they are sent as int16 when
     that is lossless (16-bit audio, 2020 protocol, no augmentation, dither or speed change), as
-    float32 otherwise: `crops.float()` is the same either way (`voxtrainer.training.batch_to_device`
+    float32 otherwise: `crops.float()` is the same either way (`voxtrainer.training.loop.batch_to_device`
     converts on the training device)."""
 
     def __init__(self, train_list, max_frames, augment=None, protocol="2020", padding=None, speed_perturb=False,
@@ -187,7 +187,7 @@ class EvalDataset(Dataset):
     """Unique test files -> their distinct eval crops and where each eval crop is among them:
     (unique (n, samples), index (num_eval,)), the crops being unique[index]. A file no longer than
     one crop is padded to one crop and all its eval crops are that crop: n = 1
-    (voxtrainer.inference.unique_crops). Cut by the audio `protocol`. Whole-file crops (eval_frames 0): one crop, index [0]."""
+    (voxtrainer.inference.embedder.unique_crops). Cut by the audio `protocol`. Whole-file crops (eval_frames 0): one crop, index [0]."""
 
     def __init__(self, paths, eval_frames, num_eval, protocol="2020"):
         self.paths, self.eval_frames, self.num_eval, self.protocol = paths, eval_frames, num_eval, protocol

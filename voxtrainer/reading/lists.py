@@ -50,12 +50,12 @@ def check_files_exist(paths, listfile, root_flag, shown=5):
 
 
 def check_audio_files(paths, listfile, progress=True, what="audio"):
-    """Read the header of every unique file of (line_number, path) pairs (voxtrainer.audio.audio_info);
+    """Read the header of every unique file of (line_number, path) pairs (voxtrainer.reading.audio.audio_info);
     InputError `<listfile>:<line>: <file>: <problem>` for the first bad one in list order (8 kHz,
     stereo, empty or unreadable). A progress bar (stderr) for lists of PROGRESS_MIN_FILES files or more."""
     from tqdm import tqdm
 
-    from voxtrainer.audio import audio_info
+    from voxtrainer.reading.audio import audio_info
     first_line = {}
     for number, path in paths:
         first_line.setdefault(path, number)
@@ -100,11 +100,11 @@ class TrainList:
 
 
 def durations_of(paths, progress=True):
-    """Seconds of audio in each file (its header: voxtrainer.audio.audio_frames), each unique file
+    """Seconds of audio in each file (its header: voxtrainer.reading.audio.audio_frames), each unique file
     read once; a progress bar (stderr) for PROGRESS_MIN_FILES files or more."""
     from tqdm import tqdm
 
-    from voxtrainer.audio import SAMPLE_RATE, audio_frames
+    from voxtrainer.reading.audio import SAMPLE_RATE, audio_frames
     unique = list(dict.fromkeys(paths))
     bar = tqdm(unique, desc="Reading durations", unit="file", leave=False,
                disable=not progress or len(unique) < PROGRESS_MIN_FILES)

@@ -1,7 +1,7 @@
 """On-the-fly augmentation of training crops with MUSAN noise, babble and music and with simulated
 room impulse responses, as the later voxceleb_trainer (AugmentWAV) and Kaldi's VoxCeleb recipe do.
 
-Crops are float32 in int16 range (voxtrainer.audio's convention), or in [-1, 1) under the 2021 audio
+Crops are float32 in int16 range (voxtrainer.reading.audio's convention), or in [-1, 1) under the 2021 audio
 protocol: noise is mixed at an SNR relative to the crop and RIRs have unit energy, so either scale
 works (only the 1e-4 floor of energy_db weighs differently). Every random draw comes from the
 `random.Random` passed in, so a crop's augmentation depends only on its sampler seed."""
@@ -13,7 +13,7 @@ import numpy
 import soundfile
 from scipy import signal
 
-from voxtrainer.audio import SAMPLE_RATE, read_samples
+from voxtrainer.reading.audio import SAMPLE_RATE, read_samples
 from voxtrainer.errors import InputError
 
 # MUSAN folder: (SNR range in dB, range of how many of its files are mixed into one crop).

@@ -189,7 +189,7 @@ def export_checkpoint(net, checkpoint, fmt, out):
     net.loadParameters(checkpoint)
     net.cpu()
     difference, size = export(net, fmt, out)
-    # The exported network takes samples as its audio protocol feeds them (voxtrainer/audio.py).
+    # The exported network takes samples as its audio protocol feeds them (voxtrainer/reading/audio.py).
     scale = "in [-1, 1) (int16 / 32768)" if net.protocol == "2021" else "in int16 range"
     log.info("Exported %s (%s) as %s to %s: waveform (batch, samples) float32 at 16 kHz %s -> "
              "embedding (batch, %d); max relative difference to PyTorch %.2g" % (

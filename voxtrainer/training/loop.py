@@ -16,9 +16,9 @@ from tqdm import tqdm
 
 from voxtrainer import checkpoints, log
 from voxtrainer.atomic import write_text
-from voxtrainer.distributed import RANK_DUMP_ENV, broadcast_buffers, dump_rank_state, finite_on_all_ranks, world
+from voxtrainer.training.distributed import RANK_DUMP_ENV, broadcast_buffers, dump_rank_state, finite_on_all_ranks, world
 from voxtrainer.errors import InputError, first_line
-from voxtrainer.metrics import P_TARGETS, min_dcf_line, min_dcfs
+from voxtrainer.scoring.metrics import P_TARGETS, min_dcf_line, min_dcfs
 from voxtrainer.runtime import autocast_dtype
 
 
@@ -31,7 +31,7 @@ PROGRESS_INTERVAL_S = 1.0  # the progress bar's refresh interval: the epoch's ru
 
 def batch_to_device(data, label, device):
     """A loader batch on the training device, the crops as float32: sent as int16 when that is
-    lossless (voxtrainer.datasets.TrainDataset), they are converted there, which is exact. Copies
+    lossless (voxtrainer.reading.datasets.TrainDataset), they are converted there, which is exact. Copies
     from pinned memory to CUDA run asynchronously."""
     data, label = data.to(device, non_blocking=True), label.to(device, non_blocking=True)
     return (data if data.is_floating_point() else data.float()), label
@@ -111,7 +111,7 @@ def run_epoch(model, loader, optimizer, scaler, device, mixedprec, epoch, show_p
     """One pass over the loader's batches. `model` is a module or a CompiledTraining. The running
     loss and metric are read (on an accelerator, a wait for the device) only when the progress bar
     refreshes, every PROGRESS_INTERVAL_S, and at the end of the epoch. Each of `per_batch`
-    (voxtrainer.schedules: an LR or margin schedule) is set to the position before each step.
+    (voxtrainer.training.schedules: an LR or margin schedule) is set to the position before each step.
     `frozen`: a submodule kept in eval mode for the epoch (freeze_embedding_network)."""
     model.train()
     if frozen is not None:
@@ -212,7 +212,7 @@ def read_history(result_dir, first_epoch):
     with its curves (result/curves.json), so that a resumed run's curves start at epoch 1; later
     epochs (a killed run's, not kept by any checkpoint) are dropped."""
     import json
-    from voxtrainer.reports import CURVES
+    from voxtrainer.scoring.reports import CURVES
     path = os.path.join(result_dir, CURVES + ".json")
     if first_epoch <= 1 or not os.path.isfile(path):
         return []
@@ -304,7 +304,7 @@ def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evalu
     model is saved (with its training state) and then evaluated, so a failing evaluation never
     costs the trained epochs. Returns the last EER (or None). The scheduler steps once per epoch;
     one that declares `per_batch` (and `margin_schedule`, if any) is set before every step instead
-    (voxtrainer.schedules), from the position alone, which a resumed run recomputes exactly."""
+    (voxtrainer.training.schedules), from the position alone, which a resumed run recomputes exactly."""
     started = time.time()
     model_dir = os.path.join(run.save_path, "model")
     result_dir = os.path.join(run.save_path, "result")
@@ -370,12 +370,12 @@ def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evalu
                     dcfs = min_dcfs(evaluation.scores, evaluation.labels)
                     log.info(min_dcf_line(dcfs))
                     write_text(os.path.join(model_dir, "model%09d.eer" % epoch), "%.4f" % eer)
-                    from voxtrainer.reports import write_reports
+                    from voxtrainer.scoring.reports import write_reports
                     write_reports(evaluation.scores, evaluation.labels, result_dir, "model%09d" % epoch)
             if dist_env.is_main:  # only the main process keeps and writes the history
                 history.append(epoch_record(epoch, lr, result, evaluation and evaluation.eer, dcfs))
                 if evaluation is not None:
-                    from voxtrainer.reports import write_curves
+                    from voxtrainer.scoring.reports import write_curves
                     write_curves(history, result_dir, run.train_metric_name)
             log.info("%s %s" % (time.strftime("%Y-%m-%d %H:%M:%S"), line))
             scores.write("IT %d, %s" % (epoch, line))

@@ -2,7 +2,7 @@
 (AS-norm, Matejka et al., Interspeech 2017).
 
 With s the raw score of trial (enrol e, test t) and the scores of e and of t against every cohort
-file, scored exactly as trials (voxtrainer.scoring):
+file, scored exactly as trials (voxtrainer.scoring.trials):
 
     s_norm = ((s - mean_e) / std_e + (s - mean_t) / std_t) / 2
 
@@ -19,7 +19,7 @@ import numpy
 from voxtrainer import log
 from voxtrainer.atomic import save_npz
 from voxtrainer.errors import InputError
-from voxtrainer.lists import read_path_list
+from voxtrainer.reading.lists import read_path_list
 
 METHODS = {"snorm": "S-norm", "asnorm": "AS-norm"}
 
@@ -41,7 +41,7 @@ def normalise(scores, enrol_index, test_index, mean, std):
 def normalise_trials(method, scores, trials, test_files, test_embeddings, cohort_embeddings, top_k):
     """Normalised scores of `trials` ('enrol test' strings, as evaluate_list returns them)."""
     import torch
-    from voxtrainer.scoring import cross_scores
+    from voxtrainer.scoring.trials import cross_scores
     index = {name: position for position, name in enumerate(test_files)}
     pairs = [trial.split() for trial in trials]
     enrol_index = numpy.array([index[enrol] for enrol, _ in pairs], dtype=numpy.int64)

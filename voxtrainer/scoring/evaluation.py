@@ -9,12 +9,12 @@ import torch
 
 from voxtrainer import log
 from voxtrainer.atomic import write_text
-from voxtrainer.calibration import bayes_threshold, posterior
+from voxtrainer.scoring.calibration import bayes_threshold, posterior
 from voxtrainer.errors import InputError
-from voxtrainer.distributed import gather_sharded
-from voxtrainer.lists import TestList
-from voxtrainer.metrics import equal_error_rate, min_dcf_line, min_dcfs
-from voxtrainer.scoring import cosine_ready, trial_scores
+from voxtrainer.training.distributed import gather_sharded
+from voxtrainer.reading.lists import TestList
+from voxtrainer.scoring.metrics import equal_error_rate, min_dcf_line, min_dcfs
+from voxtrainer.scoring.trials import cosine_ready, trial_scores
 
 
 class Evaluation(NamedTuple):
@@ -44,7 +44,7 @@ def evaluate_list(net, test_list, test_path, eval_frames, num_eval=10, num_worke
 def score_pairs(net, paths, pairs, eval_frames, num_eval=10, num_workers=0, progress=True, score_mean=None):
     """The one way a pair of files is scored, by --eval and --verify alike: each file embedded from
     its eval crops (SpeakerNet.embed_files), the embeddings prepared for scoring
-    (scoring_embeddings), each (enrol index, test index) pair scored by voxtrainer.scoring.
+    (scoring_embeddings), each (enrol index, test index) pair scored by voxtrainer.scoring.trials.
     Returns (scores as a list, the scoring embeddings (files, crops, nOut))."""
     embeddings = gather_sharded(
         lambda shard: net.embed_files(shard, eval_frames, num_eval, num_workers, progress=progress), paths)
@@ -106,7 +106,7 @@ def write_scores(path, scores, labels, trials):
 def report(scores, labels, trials, result_dir, score_file, figures, eer_prefix=""):
     """Print the EER line (`<eer_prefix>EER x`, the seed's line without a prefix) and the minDCF
     line; write the score file and the figures (`<figures>_det.png`, `<figures>_hist.png`)."""
-    from voxtrainer.reports import write_reports
+    from voxtrainer.scoring.reports import write_reports
     log.info("%sEER %2.4f" % (eer_prefix, equal_error_rate(scores, labels)))
     log.info(min_dcf_line(min_dcfs(scores, labels)))
     os.makedirs(result_dir, exist_ok=True)
@@ -135,7 +135,7 @@ class Verdict(NamedTuple):
 
 def verify_pairs(net, pairs, eval_frames, calibration=None, prior=0.5, num_workers=0, score_mean=None, num_eval=10):
     """Score (path A, path B) pairs exactly as --eval scores trials (score_pairs: the same crops
-    of --eval_frames, the same scorer) -> [Verdict]; with a calibration (voxtrainer.calibration),
+    of --eval_frames, the same scorer) -> [Verdict]; with a calibration (voxtrainer.scoring.calibration),
     each score's llr, posterior at `prior` and decision."""
     files = sorted({path for pair in pairs for path in pair})
     index = {path: position for position, path in enumerate(files)}

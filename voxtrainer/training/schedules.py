@@ -2,7 +2,7 @@
 the position in training: epochs done, fractional, `epoch - 1 + step / steps_in_epoch`.
 
 A per-batch schedule has `per_batch = True` and `set_position(epoch, step, steps_in_epoch)`; the
-training loop calls it before each step (voxtrainer.training.run_epoch). Because what it puts in
+training loop calls it before each step (voxtrainer.training.loop.run_epoch). Because what it puts in
 force is a function of the position alone, a resumed run (which restarts at an epoch boundary)
 recomputes it exactly: nothing beyond the epoch needs saving, and resume stays bit-identical.
 The position is fractional rather than a step count because this sampler's epochs differ in

@@ -11,7 +11,7 @@ from scipy.special import ndtri
 
 from voxtrainer import log
 from voxtrainer.atomic import atomic_output
-from voxtrainer.metrics import P_TARGETS, ComputeErrorRates, equal_error_rate, min_dcf_point
+from voxtrainer.scoring.metrics import P_TARGETS, ComputeErrorRates, equal_error_rate, min_dcf_point
 # Rates (fractions) labelled on the DET axes; the axes span the first to 0.4, or to the last when
 # a marked point lies beyond 0.4.
 DET_TICKS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99)
@@ -122,7 +122,7 @@ CURVES = "curves"  # result/curves.png, and result/curves.json: the series it pl
 
 
 def curve_series(history):
-    """The plotted series of a run's per-epoch history (records of voxtrainer.training.epoch_record):
+    """The plotted series of a run's per-epoch history (records of voxtrainer.training.loop.epoch_record):
     {name: ([epochs], [values])}; the validation series hold only the epochs that were evaluated."""
     def series(key, evaluated=False):
         chosen = [record for record in history if not evaluated or record.get("veer") is not None]
@@ -159,7 +159,7 @@ def curves_figure(history, train_metric_name="training accuracy or EER (%)"):
 
 def write_curves(history, result_dir, train_metric_name="training accuracy or EER (%)"):
     """result_dir/curves.png and curves.json (the plotted series, and the history they come from,
-    which a resumed run reads back: voxtrainer.training.read_history), both atomically; returns the
+    which a resumed run reads back: voxtrainer.training.loop.read_history), both atomically; returns the
     PNG's path."""
     import json
     from voxtrainer.atomic import write_text

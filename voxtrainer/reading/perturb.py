@@ -18,7 +18,7 @@ import math
 import numpy
 from scipy import signal
 
-from voxtrainer.audio import INT16_SCALE, crop_samples, load_random_crop, load_random_samples
+from voxtrainer.reading.audio import INT16_SCALE, crop_samples, load_random_crop, load_random_samples
 
 SPEEDS = (1.0, 0.9, 1.1)  # WeSpeaker's order: the index is the class block
 # (up, down) of each speed's polyphase resampling: `down` input samples become `up` output samples,

@@ -30,7 +30,7 @@ from sklearn.linear_model import LogisticRegression
 from voxtrainer.atomic import write_text
 from voxtrainer.data.download import file_digest
 from voxtrainer.errors import InputError
-from voxtrainer.metrics import equal_error_rate, min_dcfs, tuneThresholdfromScore
+from voxtrainer.scoring.metrics import equal_error_rate, min_dcfs, tuneThresholdfromScore
 
 SUFFIX = ".calibration.json"
 FORMAT = 1
@@ -111,7 +111,7 @@ class Calibration(NamedTuple):
     b: float
     model_sha256: str
     eval_frames: int
-    scoring: str    # how trials were scored (voxtrainer.evaluation.scoring_description)
+    scoring: str    # how trials were scored (voxtrainer.scoring.evaluation.scoring_description)
     path: str       # the calibration file
 
     def llr(self, score):

@@ -6,7 +6,7 @@ import numpy
 
 from voxtrainer import log
 from voxtrainer.atomic import save_npz
-from voxtrainer.lists import read_path_list
+from voxtrainer.reading.lists import read_path_list
 
 
 def extract_embeddings(net, checkpoint, extract_list, root, eval_frames, out, with_crops=False, num_workers=0):
