@@ -7,7 +7,7 @@ import torch
 
 import trainSpeakerNet
 from SpeakerNet import SpeakerNet
-from voxtrainer.checkpoints import model_paths
+from voxtrainer.experiment import ExperimentFolder
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_the_last_n_models_are_averaged_into_one_model_of_the_original_format(sa
     net = SpeakerNet(model="ResNetSE34L", trainfunc="softmax", nOut=32, nClasses=4)
     net.loadParameters(str(out))
     # Training resumes from model0*.model files only: the average is not mistaken for an epoch.
-    assert model_paths(str(saved))[-1].endswith("model000000003.model")
+    assert ExperimentFolder(str(saved)).model_files()[-1].endswith("model000000003.model")
 
 
 @pytest.mark.parametrize("count, message", [("5", "only 3 saved model(s)"), ("-1", "(>= 1)")])

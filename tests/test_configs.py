@@ -7,7 +7,8 @@ import os
 import pytest
 import torch
 
-import trainSpeakerNet
+from voxtrainer.cli.flags import build_parser, parse_args
+from voxtrainer.cli.build import resolve_group_sizes
 from voxtrainer.config import read_config
 from voxtrainer.network import SpeakerNet
 from voxtrainer.plugins import load_plugin
@@ -25,13 +26,13 @@ def test_the_published_recipes_are_there():
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda path: os.path.relpath(path, ROOT))
 def test_a_recipe_parses_and_builds_its_network_and_loss(path):
-    settings = read_config(path, trainSpeakerNet.build_parser())
-    args = trainSpeakerNet.parse_args(["--config", path])
+    settings = read_config(path, build_parser())
+    args = parse_args(["--config", path])
     for name, value in settings.items():
         assert getattr(args, name) == value
     for kind, name in [("optimizer", args.optimizer), ("scheduler", args.scheduler)]:
         load_plugin(kind, name)
-    nClasses, _ = trainSpeakerNet.resolve_group_sizes(args, load_plugin("loss", args.trainfunc))
+    nClasses, _ = resolve_group_sizes(args, load_plugin("loss", args.trainfunc))
     with torch.device("meta"):  # shapes only: the 1024-channel ECAPA need not be allocated
         net = SpeakerNet(model=args.model, trainfunc=args.trainfunc, nOut=args.nOut, encoder_type=args.encoder_type,
                          nClasses=nClasses, margin=args.margin, scale=args.scale, n_mels=args.n_mels,

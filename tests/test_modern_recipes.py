@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import trainSpeakerNet
+from voxtrainer.cli.flags import build_parser, parse_args
 from conftest import ROOT, train_killed_and_resumed, training_flags
 from loss.aamsoftmax import LossFunction as AAMSoftmax
 from scheduler.warmup_exp import Scheduler as WarmupExp
@@ -258,20 +259,20 @@ def demo_flags(demo, save_path, *extra):
 
 
 def test_new_flags_are_off_by_default_and_yaml_accepts_them(tmp_path):
-    args = trainSpeakerNet.parse_args([])
+    args = parse_args([])
     assert (args.margin_start_epoch, args.subcenters, args.intertopk, args.warmup_epochs, args.lr_reference_batch,
             args.momentum, args.nesterov) == (0, 1, 0, 0, 0, None, False)
     config = tmp_path / "c.yaml"
     config.write_text("margin_start_epoch: 20\nmargin_end_epoch: 40\nmargin_rise: linear\nsubcenters: 3\n"
                       "intertopk: 5\nintertopk_margin: 0.06\nfinal_lr: 5.0e-5\nwarmup_epochs: 6\n"
                       "lr_reference_batch: 64\nmomentum: 0.9\nnesterov: true\nscheduler: warmup_exp\n")
-    args = trainSpeakerNet.parse_args(["--config", str(config)])
+    args = parse_args(["--config", str(config)])
     assert (args.margin_start_epoch, args.margin_end_epoch, args.margin_rise, args.subcenters, args.intertopk,
             args.final_lr, args.warmup_epochs, args.lr_reference_batch, args.nesterov) == (
         20, 40, "linear", 3, 5, 5e-5, 6, 64, True)
     config.write_text("subcenters: 0\n")
     with pytest.raises(Exception, match="subcenters"):
-        read_config(str(config), trainSpeakerNet.build_parser())
+        read_config(str(config), build_parser())
 
 
 @pytest.mark.parametrize("extra,needle", [

@@ -11,6 +11,8 @@ import torch
 from scipy import signal
 
 import trainSpeakerNet
+from voxtrainer.cli.flags import parse_args
+from voxtrainer.cli.build import head_classes
 from conftest import assert_one_error_line
 from voxtrainer.reading import perturb
 from voxtrainer.reading.audio import INT16_SCALE, crop_samples, load_random_crop
@@ -64,7 +66,7 @@ def groups_of(train_list, seeds, size=2):
 # -- defaults ---------------------------------------------------------------------------------
 
 def test_every_recipe_flag_is_off_by_default():
-    args = trainSpeakerNet.parse_args([])
+    args = parse_args([])
     assert (args.speed_perturb, args.dither, args.min_train_seconds, args.max_train_seconds,
             args.short_crop_padding) == (False, 0.0, None, None, None)
 
@@ -73,7 +75,7 @@ def test_a_config_file_sets_the_recipe_flags(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("speed_perturb: true\ndither: 1.0\nmin_train_seconds: 1.0\nmax_train_seconds: 20\n"
                       "short_crop_padding: repeat\n")
-    args = trainSpeakerNet.parse_args(["--config", str(config)])
+    args = parse_args(["--config", str(config)])
     assert (args.speed_perturb, args.dither, args.min_train_seconds, args.max_train_seconds,
             args.short_crop_padding) == (True, 1.0, 1.0, 20.0, "repeat")
 
@@ -99,8 +101,8 @@ def test_speeds_and_classes_are_wespeakers():
     assert perturb.SPEEDS == (1.0, 0.9, 1.1)
     assert [perturb.speed_class(7, i, 100) for i in range(3)] == [7, 107, 207]
     assert perturb.speed_perturbed_classes(100) == 300
-    assert trainSpeakerNet.head_classes(100, speed_perturb=True) == 300
-    assert trainSpeakerNet.head_classes(100, speed_perturb=False) == 100
+    assert head_classes(100, speed_perturb=True) == 300
+    assert head_classes(100, speed_perturb=False) == 100
 
 
 @pytest.mark.parametrize("seconds", [5.0, 2.0, 0.3])  # longer than the input stretch, about a crop, shorter

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import trainSpeakerNet
+from voxtrainer.cli.flags import parse_args
 from conftest import ROOT
 from models.frontend import htk_mel_filterbank
 from tools.reference_2021 import SETTINGS, key_digest, key_list, make_wavs, seeded_weights, wav_names
@@ -250,10 +251,10 @@ def test_protocol_defaults_to_the_model_files_and_can_be_chosen():
 
 
 def test_protocol_flag_accepts_only_2020_and_2021():
-    assert trainSpeakerNet.parse_args([]).protocol is None
-    assert trainSpeakerNet.parse_args(["--protocol", "2021"]).protocol == "2021"
+    assert parse_args([]).protocol is None
+    assert parse_args(["--protocol", "2021"]).protocol == "2021"
     with pytest.raises(InputError, match="protocol"):
-        trainSpeakerNet.parse_args(["--protocol", "2022"])
+        parse_args(["--protocol", "2022"])
 
 
 def test_2021_training_step_passes_all_utterances_in_one_forward_pass():
@@ -374,20 +375,20 @@ def test_softmaxproto_contract():
     ([], True), (["--log_input"], True), (["--log_input", "True"], True), (["--log_input", "False"], False),
     (["--log_input", "false"], False), (["--log_input", "1"], True)])
 def test_log_input_takes_the_bare_flag_and_true_or_false(flags, expected):
-    assert trainSpeakerNet.parse_args(flags).log_input is expected
+    assert parse_args(flags).log_input is expected
 
 
 def test_log_input_rejects_other_words_and_config_reads_booleans(tmp_path):
     with pytest.raises(InputError, match="log_input"):
-        trainSpeakerNet.parse_args(["--log_input", "maybe"])
+        parse_args(["--log_input", "maybe"])
     config = tmp_path / "c.yaml"
     config.write_text("log_input: false\nn_mels: 64\nprotocol: '2021'\n")
-    args = trainSpeakerNet.parse_args(["--config", str(config)])
+    args = parse_args(["--config", str(config)])
     assert (args.log_input, args.n_mels, args.protocol) == (False, 64, "2021")
 
 
 def test_n_mels_defaults_to_40():
-    assert trainSpeakerNet.parse_args([]).n_mels == 40
+    assert parse_args([]).n_mels == 40
 
 
 def test_one_epoch_of_resnetse34v2_with_softmaxproto_trains_and_evaluates(demo_set, tmp_path):

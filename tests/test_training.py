@@ -9,6 +9,8 @@ import pytest
 import soundfile
 
 import trainSpeakerNet
+from voxtrainer.cli.flags import parse_args
+from voxtrainer.cli.build import resolve_group_sizes
 from conftest import ROOT, train_killed_and_resumed, training_flags
 from voxtrainer.reading.datasets import SpeakerBatchSampler
 from voxtrainer.errors import InputError
@@ -24,7 +26,7 @@ def train(demo, save_path, *extra):
 # -- flags ------------------------------------------------------------------------------------
 
 def test_seed_defaults_are_kept():
-    args = trainSpeakerNet.parse_args([])
+    args = parse_args([])
     assert (args.max_frames, args.batch_size, args.max_seg_per_spk, args.nDataLoaderThread) == (200, 200, 100, 5)
     assert (args.test_interval, args.max_epoch, args.optimizer, args.lr, args.lr_decay) == (10, 500, "adam", 0.001, 0.95)
     assert (args.hard_prob, args.hard_rank, args.margin, args.scale) == (0.5, 10, 1, 15)
@@ -34,13 +36,13 @@ def test_seed_defaults_are_kept():
 
 
 def test_seed_readme_spelling_encoder_sets_encoder_type():
-    assert trainSpeakerNet.parse_args(["--encoder", "TAP"]).encoder_type == "TAP"
+    assert parse_args(["--encoder", "TAP"]).encoder_type == "TAP"
 
 
 def test_config_file_sets_flags_and_the_command_line_wins(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("model: VGGVox\nencoder: MAX\nlr: 0.01\nmax_frames: 120\n")
-    args = trainSpeakerNet.parse_args(["--config", str(config), "--lr", "0.5"])
+    args = parse_args(["--config", str(config), "--lr", "0.5"])
     assert (args.model, args.encoder_type, args.lr, args.max_frames, args.eval_frames) == ("VGGVox", "MAX", 0.5, 120, 120)
 
 
@@ -48,7 +50,7 @@ def test_config_file_with_an_unknown_setting_is_an_error(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("modle: VGGVox\n")
     with pytest.raises(InputError, match="unknown setting.*modle"):
-        trainSpeakerNet.parse_args(["--config", str(config)])
+        parse_args(["--config", str(config)])
 
 
 @pytest.mark.parametrize("flags, trainfunc, expected", [
@@ -61,7 +63,7 @@ def test_config_file_with_an_unknown_setting_is_an_error(tmp_path):
 ])
 def test_nSpeakers_is_the_class_count_or_the_utterances_per_speaker(flags, trainfunc, expected):
     loss_class = load_plugin("loss", trainfunc)
-    assert trainSpeakerNet.resolve_group_sizes(trainSpeakerNet.parse_args(flags), loss_class) == expected
+    assert resolve_group_sizes(parse_args(flags), loss_class) == expected
 
 
 # -- sampler ----------------------------------------------------------------------------------
@@ -172,8 +174,8 @@ def test_the_run_saves_its_resolved_settings_as_a_config_that_reproduces_them(de
                        "--lr", "0.002")
     assert trainSpeakerNet.main(flags) == 0
     saved = tmp_path / "config.yaml"
-    assert vars(trainSpeakerNet.parse_args(["--config", str(saved)])) == dict(
-        vars(trainSpeakerNet.parse_args(flags)), config=str(saved))
+    assert vars(parse_args(["--config", str(saved)])) == dict(
+        vars(parse_args(flags)), config=str(saved))
 
 
 def test_what_the_trainer_prints_is_also_logged_in_the_result_folder(demo, tmp_path, capsys):

@@ -17,6 +17,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 import trainSpeakerNet
+from voxtrainer.cli.flags import parse_args
 from conftest import assert_one_error_line
 from voxtrainer.scoring import calibration
 from voxtrainer.data.download import file_digest
@@ -118,7 +119,7 @@ def test_curves_plot_the_loss_every_epoch_and_the_validation_at_evaluations(tmp_
     assert list(lines["veer"][0]) == [2, 4, 6] and list(lines["veer"][1]) == [38.0, 36.0, 34.0]
     assert list(lines["min_dcf_0.05"][1]) == pytest.approx([0.48, 0.46, 0.44])
     assert list(lines["min_dcf_0.01"][1]) == pytest.approx([0.88, 0.86, 0.84])
-    png = write_curves(history, str(tmp_path), "training accuracy (%)")
+    png = write_curves(history, str(tmp_path / "curves.png"), str(tmp_path / "curves.json"), "training accuracy (%)")
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     saved = json.load(open(tmp_path / "curves.json"))
     assert saved["series"] == json.loads(json.dumps(curve_series(history))) and saved["history"] == history
@@ -311,6 +312,6 @@ def test_new_options_need_their_mode(demo, tmp_path, capsys):
 
 
 def test_the_seed_defaults_leave_every_new_option_off():
-    args = trainSpeakerNet.parse_args([])
+    args = parse_args([])
     assert (args.finetune, args.freeze_epochs, args.calibrate, args.verify, args.verify_list, args.prior) == (
         False, 0, False, None, "", 0.5)

@@ -16,6 +16,7 @@ import soundfile
 import torch
 
 import trainSpeakerNet
+from voxtrainer.cli.flags import parse_args
 from conftest import ROOT, assert_one_error_line
 from wespeaker_common import (SAMPLE_RATE, assert_same_embeddings, published_checkpoint, seeded_weights,
                               speech_like_waveform)
@@ -58,7 +59,7 @@ def audio(tmp_path_factory):
 
 def embedding_net(architecture):
     from voxtrainer.network import SpeakerNet
-    args = trainSpeakerNet.parse_args(ARCHITECTURES[architecture])
+    args = parse_args(ARCHITECTURES[architecture])
     return SpeakerNet(model=args.model, nOut=args.nOut, channels=args.channels).eval()
 
 
@@ -99,7 +100,7 @@ def test_no_front_end_tensor_is_a_checkpoint_tensor():
     ("ECAPA_TDNN", ["--channels", "1024"], 14657088), ("ResNet18", [], 4105440), ("ResNet50", [], 11131360)])
 def test_parameter_counts_are_wespeakers(model, flags, parameters):
     from voxtrainer.network import SpeakerNet
-    args = trainSpeakerNet.parse_args(["--model", model, *flags])
+    args = parse_args(["--model", model, *flags])
     net = SpeakerNet(model=args.model, nOut=args.nOut, channels=args.channels)
     assert sum(parameter.numel() for parameter in net.parameters()) == parameters
 
@@ -113,8 +114,8 @@ def test_the_state_dict_is_wespeakers_under_the_embedding_network_prefix(archite
 @pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
 def test_embeddings_are_unnormalised_and_of_wespeakers_size_by_default(architecture):
     net = embedding_net(architecture)
-    assert trainSpeakerNet.parse_args(ARCHITECTURES[architecture]).nOut == EMBEDDING_SIZES[architecture]
-    assert trainSpeakerNet.parse_args(["--model", "ResNetSE34L"]).nOut == 512
+    assert parse_args(ARCHITECTURES[architecture]).nOut == EMBEDDING_SIZES[architecture]
+    assert parse_args(["--model", "ResNetSE34L"]).nOut == 512
     with torch.no_grad():
         out = net.embed_crops(torch.randn(2, 16000) * 1000)
     assert out.shape == (2, EMBEDDING_SIZES[architecture])

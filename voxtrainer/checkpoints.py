@@ -5,7 +5,6 @@ A `.model` file is the original's: SpeakerNet's state_dict (`__S__.*` the embedd
 `__L__.*` the loss head). `model%09d.state` beside it holds what resuming needs; the original
 trainer ignores it. Everything is read with weights_only=True: no code in a file is ever run."""
 
-import glob
 import os
 import random
 from typing import Callable, NamedTuple
@@ -15,8 +14,7 @@ import torch
 from voxtrainer import log
 from voxtrainer.atomic import atomic_output, write_failure
 from voxtrainer.errors import InputError, first_line
-
-MODEL_GLOB = "model0*.model"
+from voxtrainer.experiment import ExperimentFolder
 
 
 class DamagedCheckpoint(InputError):
@@ -129,24 +127,7 @@ def load_parameters(module, path, required_prefix="__S__.", fresh_head=False):
 
 
 # ---------------------------------------------------------------------------------------------
-# The files of a training run
-
-def model_paths(save_path):
-    """The run's `.model` files, oldest epoch first."""
-    return sorted(glob.glob(os.path.join(save_path, "model", MODEL_GLOB)))
-
-
-def epoch_of(model_file):
-    return int(os.path.splitext(os.path.basename(model_file))[0][len("model"):])
-
-
-def model_file(model_dir, epoch):
-    return os.path.join(model_dir, "model%09d.model" % epoch)
-
-
-def state_file(model_file):
-    return os.path.splitext(model_file)[0] + ".state"
-
+# The training state of a run
 
 class StatePart(NamedTuple):
     get: Callable
@@ -176,18 +157,18 @@ def training_state(optimizer, scheduler, scaler, identity):
     return parts
 
 
-def save_checkpoint(net, state_parts, epoch, model_dir):
-    """Training state first, then the model: the newest .model always has a complete .state."""
-    path = model_file(model_dir, epoch)
+def save_checkpoint(net, state_parts, epoch, path):
+    """Training state first, then the model (`path`, an epoch's ExperimentFolder.model_file): the
+    newest .model always has a complete .state."""
     state = {"epoch": torch.tensor(epoch), **{name: part.get() for name, part in state_parts.items()}}
-    atomic_torch_save(state, state_file(path))
+    atomic_torch_save(state, ExperimentFolder.state_file(path))
     save_state_dict(net, path)
     return path
 
 
 def read_training_state(model_path):
     """The .state beside a .model, or None for a model of the original trainer (which has none)."""
-    path = state_file(model_path)
+    path = ExperimentFolder.state_file(model_path)
     if not os.path.isfile(path):
         return None
     try:
@@ -234,17 +215,17 @@ def average_state_dicts(paths):
             for name, value in newest.items()}
 
 
-def average_last(save_path, count):
-    """Average the newest `count` models of a run into <save_path>/model/average_last<count>.model,
-    as WeSpeaker averages checkpoints before its final evaluation; returns its path."""
+def average_last(folder, count):
+    """Average the newest `count` models of a run (an ExperimentFolder) into its
+    model/average_last<count>.model, as WeSpeaker averages checkpoints before its final evaluation;
+    returns its path."""
     if count < 1:
         raise InputError("--average_last %d: give the number of saved models to average (>= 1)" % count)
-    saved = model_paths(save_path)
+    saved = folder.model_files()
     if len(saved) < count:
-        raise InputError("--average_last %d: only %d saved model(s) in %s" % (
-            count, len(saved), os.path.join(save_path, "model")))
+        raise InputError("--average_last %d: only %d saved model(s) in %s" % (count, len(saved), folder.model_dir))
     chosen = saved[-count:]
-    out = os.path.join(save_path, "model", "average_last%d.model" % count)
+    out = folder.average_file(count)
     atomic_torch_save(average_state_dicts(chosen), out)
     log.info("Averaged %d models (%s ... %s) into %s" % (count, os.path.basename(chosen[0]),
                                                         os.path.basename(chosen[-1]), out))

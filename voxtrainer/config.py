@@ -3,7 +3,6 @@ and a training run saves its resolved settings as save_path/config.yaml, which -
 
 import argparse
 import math
-import os
 
 import yaml
 
@@ -11,7 +10,6 @@ from voxtrainer.atomic import write_text
 from voxtrainer.errors import InputError
 
 ALIASES = {"encoder": "encoder_type"}  # the seed README's spelling
-SAVED_FILE = "config.yaml"
 
 
 def whole_number(minimum=None):
@@ -119,8 +117,6 @@ def read_config(path, parser):
     return {name: checked_value(actions[name], value, path) for name, value in config.items()}
 
 
-def save_config(save_path, settings):
-    """save_path/config.yaml: every setting of the run, for `--config` to reproduce it."""
-    os.makedirs(save_path, exist_ok=True)
-    write_text(os.path.join(save_path, SAVED_FILE), yaml.safe_dump(dict(sorted(settings.items())),
-                                                                  default_flow_style=False))
+def save_config(path, settings):
+    """Every setting of the run (the experiment folder's config.yaml), for `--config` to reproduce it."""
+    write_text(path, yaml.safe_dump(dict(sorted(settings.items())), default_flow_style=False))

@@ -9,7 +9,6 @@ import sys
 logger = logging.getLogger("voxtrainer")
 logger.setLevel(logging.INFO)
 logger.propagate = False
-LOG_FILE = "train.log"
 
 
 class ConsoleHandler(logging.Handler):

@@ -118,9 +118,6 @@ def save_figure(figure, path):
 # ---------------------------------------------------------------------------------------------
 # Training curves
 
-CURVES = "curves"  # result/curves.png, and result/curves.json: the series it plots
-
-
 def curve_series(history):
     """The plotted series of a run's per-epoch history (records of voxtrainer.training.loop.epoch_record):
     {name: ([epochs], [values])}; the validation series hold only the epochs that were evaluated."""
@@ -157,16 +154,14 @@ def curves_figure(history, train_metric_name="training accuracy or EER (%)"):
     return figure
 
 
-def write_curves(history, result_dir, train_metric_name="training accuracy or EER (%)"):
-    """result_dir/curves.png and curves.json (the plotted series, and the history they come from,
-    which a resumed run reads back: voxtrainer.training.loop.read_history), both atomically; returns the
-    PNG's path."""
+def write_curves(history, png, json_path, train_metric_name="training accuracy or EER (%)"):
+    """The curves as a picture (`png`) and as JSON (`json_path`: the plotted series, and the history
+    they come from, which a resumed run reads back: voxtrainer.training.loop.read_history), both
+    atomically; returns the PNG's path."""
     import json
     from voxtrainer.atomic import write_text
-    os.makedirs(result_dir, exist_ok=True)
-    png = os.path.join(result_dir, CURVES + ".png")
     save_figure(curves_figure(history, train_metric_name), png)
-    write_text(os.path.join(result_dir, CURVES + ".json"),
+    write_text(json_path,
                json.dumps({"train_metric_name": train_metric_name, "series": curve_series(history),
                            "history": history}, indent=1) + "\n")
     return png

@@ -18,6 +18,7 @@ from voxtrainer import checkpoints, log
 from voxtrainer.atomic import write_text
 from voxtrainer.training.distributed import RANK_DUMP_ENV, broadcast_buffers, dump_rank_state, finite_on_all_ranks, world
 from voxtrainer.errors import InputError, first_line
+from voxtrainer.experiment import ExperimentFolder
 from voxtrainer.scoring.metrics import P_TARGETS, min_dcf_line, min_dcfs
 from voxtrainer.runtime import autocast_dtype
 
@@ -207,13 +208,11 @@ def epoch_record(epoch, lr, result, eer=None, dcfs=None):
     return record
 
 
-def read_history(result_dir, first_epoch):
+def read_history(path, first_epoch):
     """The history of the epochs before `first_epoch` that an earlier run of this folder wrote
-    with its curves (result/curves.json), so that a resumed run's curves start at epoch 1; later
-    epochs (a killed run's, not kept by any checkpoint) are dropped."""
+    with its curves (`path`, result/curves.json), so that a resumed run's curves start at epoch 1;
+    later epochs (a killed run's, not kept by any checkpoint) are dropped."""
     import json
-    from voxtrainer.scoring.reports import CURVES
-    path = os.path.join(result_dir, CURVES + ".json")
     if first_epoch <= 1 or not os.path.isfile(path):
         return []
     try:
@@ -230,19 +229,19 @@ def current_lr(optimizer):
     return max(group["lr"] for group in optimizer.param_groups)
 
 
-def resume(net, state_parts, scheduler, save_path, initial_model, lr, finetune=False):
-    """Continue from the newest readable model of `save_path` (a damaged newest one, e.g. cut by
+def resume(net, state_parts, scheduler, folder, initial_model, lr, finetune=False):
+    """Continue from the newest readable model of `folder` (an ExperimentFolder; a damaged newest one, e.g. cut by
     a full disk, is set aside as <name>.damaged with a warning), else start from `initial_model`
     (if any; with `finetune` its embedding network only, under a new loss head). Returns the first
     epoch to train. A resumed run never reads `initial_model`: its checkpoint holds everything."""
-    for newest in reversed(checkpoints.model_paths(save_path)):
+    for newest in reversed(folder.model_files()):
         try:
             found_state = checkpoints.restore_checkpoint(net, state_parts, newest)
         except checkpoints.DamagedCheckpoint as error:
             os.replace(newest, newest + ".damaged")
             log.warning("%s; set aside as %s.damaged, resuming from the checkpoint before it" % (error.line, newest))
             continue
-        epoch = checkpoints.epoch_of(newest)
+        epoch = folder.epoch_of(newest)
         if not found_state:  # a model of the original trainer: its LR decays replayed, a fresh optimizer
             for _ in range(epoch):
                 scheduler.step()
@@ -286,8 +285,8 @@ class Run(NamedTuple):
     model_name: str
     identity: dict      # the settings that make the network and its loss head: a resumed run must match
     lr: float           # the requested initial LR
-    initial_model: str  # weights to start from when save_path holds no model yet ("" for none)
-    save_path: str
+    initial_model: str  # weights to start from when the folder holds no model yet ("" for none)
+    folder: ExperimentFolder
     max_epoch: int
     test_interval: int
     mixedprec: bool
@@ -306,22 +305,21 @@ def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evalu
     one that declares `per_batch` (and `margin_schedule`, if any) is set before every step instead
     (voxtrainer.training.schedules), from the position alone, which a resumed run recomputes exactly."""
     started = time.time()
-    model_dir = os.path.join(run.save_path, "model")
-    result_dir = os.path.join(run.save_path, "result")
+    folder = run.folder
     state_parts = checkpoints.training_state(optimizer, scheduler, scaler, run.identity)
-    first_epoch = resume(net, state_parts, scheduler, run.save_path, run.initial_model, run.lr, run.finetune)
-    history = read_history(result_dir, first_epoch) if dist_env.is_main else []
+    first_epoch = resume(net, state_parts, scheduler, folder, run.initial_model, run.lr, run.finetune)
+    history = read_history(folder.curves_json, first_epoch) if dist_env.is_main else []
     model = net
     if dist_env.enabled:
         model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
                                                           else None)
     if run.compile:
         model = CompiledTraining(model)
-    scores = ScoreFile(os.path.join(result_dir, "scores.txt") if dist_env.is_main else None, run.settings)
+    scores = ScoreFile(folder.scores_file if dist_env.is_main else None, run.settings)
     sampler.set_epoch(first_epoch)
     if first_epoch > run.max_epoch:
         log.info("Nothing to train: %s already holds epoch %d (--max_epoch %d); use another --save_path to "
-                 "start again" % (model_dir, first_epoch - 1, run.max_epoch))
+                 "start again" % (folder.model_dir, first_epoch - 1, run.max_epoch))
     untrained_eer = None
     if run.eval_untrained and first_epoch == 1:
         untrained_eer = evaluate().eer
@@ -346,7 +344,7 @@ def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evalu
                 result = run_epoch(model, loader, optimizer, scaler, device, run.mixedprec, epoch,
                                    show_progress=dist_env.is_main, per_batch=per_batch, frozen=frozen)
             except TrainingDiverged as error:
-                kept = last_saved or (checkpoints.model_paths(run.save_path) or ["none"])[-1]
+                kept = last_saved or folder.newest_model() or "none"
                 raise InputError("%s; the last good checkpoint is kept (%s); try a lower --lr" % (error, kept))
             finally:
                 if frozen is not None:
@@ -355,13 +353,13 @@ def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evalu
             if dist_env.enabled:
                 broadcast_buffers(net)
             if os.environ.get(RANK_DUMP_ENV):
-                dump_rank_state(net, sampler, epoch, dist_env.rank, dist_env.world_size, result_dir)
+                dump_rank_state(net, sampler, epoch, dist_env.rank, dist_env.world_size, folder.result_dir)
 
             line = "LR %f, TEER/TAcc %2.2f, TLOSS %f" % (lr, result.metric, result.loss)
             evaluation, dcfs = None, None
             if epoch % run.test_interval == 0 or epoch == run.max_epoch:
                 if dist_env.is_main:
-                    last_saved = checkpoints.save_checkpoint(net, state_parts, epoch, model_dir)
+                    last_saved = checkpoints.save_checkpoint(net, state_parts, epoch, folder.model_file(epoch))
                 log.info("%s %d Evaluating..." % (time.strftime("%Y-%m-%d %H:%M:%S"), epoch))
                 evaluation = evaluate()
                 eer = evaluation.eer
@@ -369,14 +367,14 @@ def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evalu
                 if dist_env.is_main:
                     dcfs = min_dcfs(evaluation.scores, evaluation.labels)
                     log.info(min_dcf_line(dcfs))
-                    write_text(os.path.join(model_dir, "model%09d.eer" % epoch), "%.4f" % eer)
+                    write_text(folder.eer_file(epoch), "%.4f" % eer)
                     from voxtrainer.scoring.reports import write_reports
-                    write_reports(evaluation.scores, evaluation.labels, result_dir, "model%09d" % epoch)
+                    write_reports(evaluation.scores, evaluation.labels, folder.result_dir, folder.epoch_name(epoch))
             if dist_env.is_main:  # only the main process keeps and writes the history
                 history.append(epoch_record(epoch, lr, result, evaluation and evaluation.eer, dcfs))
                 if evaluation is not None:
                     from voxtrainer.scoring.reports import write_curves
-                    write_curves(history, result_dir, run.train_metric_name)
+                    write_curves(history, folder.curves_png, folder.curves_json, run.train_metric_name)
             log.info("%s %s" % (time.strftime("%Y-%m-%d %H:%M:%S"), line))
             scores.write("IT %d, %s" % (epoch, line))
     finally:
