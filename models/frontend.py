@@ -10,7 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SAMPLE_RATE = 16000
+from voxtrainer import SAMPLE_RATE
+
 N_FFT = 512
 WIN_LENGTH = 400
 HOP_LENGTH = 160

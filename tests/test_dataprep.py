@@ -652,7 +652,7 @@ def test_unusable_list_and_folders_are_one_line(tmp_path, vox1_server, vox1_only
     (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00 not text")
     not_text = run_dataprep("--save_path", tmp_path / "data", "--download", "--fileparts", tmp_path / "binary.txt",
                             "--lists_url", vox1_server.url("/meta/"))
-    assert_one_line_error(not_text, f"cannot read list {tmp_path / 'binary.txt'}: not a UTF-8 text file")
+    assert_one_line_error(not_text, f"{tmp_path / 'binary.txt'}:1: not UTF-8 text (byte 0xff)")
 
     (tmp_path / "a_file").write_text("")
     flags = write_lists(tmp_path, vox1_server, vox1_only, [vox1_only.part("vox1_test_wav.zip")])

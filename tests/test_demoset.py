@@ -159,7 +159,7 @@ def test_rejects_a_test_set_too_small_for_trials(tmp_path):
 
 
 def test_voices_differ_between_speakers_far_more_than_a_speaker_drifts():
-    from voxtrainer.data.demo import draw_speaker_voice, perturb_voice
+    from voxtrainer.data.voices import draw_speaker_voice, perturb_voice
     voices = [draw_speaker_voice(np.random.default_rng([1, s])) for s in range(200)]
     drifted = [perturb_voice(voices[0], np.random.default_rng([2, u])) for u in range(200)]
     for spread_of in (lambda v: np.log(v.f0_hz), lambda v: np.log(v.formant_scale),
@@ -172,7 +172,7 @@ def test_voices_differ_between_speakers_far_more_than_a_speaker_drifts():
 def test_background_noise_colour_changes_within_a_clip():
     # Utterances of a clip share the channel, but a noise colour shared by all of a
     # speaker's training utterances would let the network identify clips, not voices.
-    from voxtrainer.data.demo import SAMPLE_RATE, draw_channel, record
+    from voxtrainer.data.voices import SAMPLE_RATE, draw_channel, record
     channel = draw_channel(np.random.default_rng(0))
     tone = np.sin(2 * np.pi * 1000.0 * np.arange(4 * SAMPLE_RATE) / SAMPLE_RATE)
     low_to_high_db = []

@@ -60,6 +60,7 @@ import torch  # noqa: E402
 
 from tools.benchmark import PeakMemory, Reporter, cpu_share, describe_device, process_memory_mb  # noqa: E402
 from voxtrainer.scoring import trials as scoring  # noqa: E402
+from voxtrainer import SAMPLE_RATE  # noqa: E402
 from voxtrainer.reading.audio import crop_samples, load_random_crop, loadWAV  # noqa: E402
 from tools.benchmark_augment import loader_seconds_per_crop  # noqa: E402
 from voxtrainer.reading.datasets import Group, TrainDataset, make_train_loader  # noqa: E402
@@ -68,7 +69,6 @@ from voxtrainer.network import SpeakerNet  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU = torch.device("cpu")
-SAMPLE_RATE = 16000
 CROPS, DIM = 10, 512  # eval crops per file, embedding size
 SCALES = {  # name: (files, trials)
     "VoxCeleb1-O": (4874, 37720),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from voxtrainer.data.download import check_url, redact_url
 from voxtrainer.data.report import DataprepError, note
+from voxtrainer.reading.lists import read_list
 
 
 def read_fileparts(path):
@@ -26,23 +27,12 @@ def read_files(path):
 
 
 def _read_list(path, n_fields):
-    path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as err:
-        raise DataprepError(f"cannot read list {path}: {err.strerror}") from None
-    except UnicodeDecodeError:
-        raise DataprepError(f"cannot read list {path}: not a UTF-8 text file") from None
     rows = []
-    for number, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        fields = line.split()
+    for number, fields in read_list(str(path), None, "list", error=DataprepError, comments=True):
         if len(fields) != n_fields or not re.fullmatch(r"[0-9a-fA-F]{32}", fields[-1]):
             # The line may hold a URL with a password in it (which read_fileparts would refuse).
             raise DataprepError(f"{path}:{number}: expected {n_fields} fields ending in an md5 sum, "
-                                f"got {redact_url(line)!r}")
+                                f"got {redact_url(' '.join(fields))!r}")
         rows.append(fields[:-1] + [fields[-1].lower()])
     return rows
 

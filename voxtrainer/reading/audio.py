@@ -24,14 +24,15 @@ import math
 import os
 import random
 import struct
+from typing import NamedTuple
 
 import numpy
 import soundfile
 import torch
 
+from voxtrainer import SAMPLE_RATE
 from voxtrainer.errors import InputError
 
-SAMPLE_RATE = 16000
 FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})  # soundfile's names of IEEE float sample formats
 INT16_SCALE = numpy.float32(32768)  # a power of two: float <-> int16 range is exact both ways
 PROTOCOLS = ("2020", "2021")
@@ -51,23 +52,31 @@ def unreadable(filename, error, hint=""):
     return InputError("%s: cannot read audio (%s)%s" % (filename, str(error).strip() or type(error).__name__, hint))
 
 
+class Remedies(NamedTuple):
+    """What to tell the user to do about a file open_audio refuses, by problem."""
+    unreadable: str = ""
+    sample_rate: str = "resample it, e.g. with dataprep.py --convert or ffmpeg -ar 16000"
+    channels: str = "convert with ffmpeg -ac 1"
+    empty: str = ""
+
+
 @contextlib.contextmanager
-def open_audio(filename):
+def open_audio(filename, remedies=Remedies()):
     """An open soundfile.SoundFile of a 16 kHz mono file holding samples; InputError naming the file
-    otherwise. One open serves the header check and the read."""
+    (and the remedy for its problem) otherwise. One open serves the header check and the read."""
     try:
         handle = soundfile.SoundFile(filename)
     except Exception as error:  # soundfile raises several types for unreadable files
-        raise unreadable(filename, error)
+        raise unreadable(filename, error, remedies.unreadable and "; " + remedies.unreadable)
     with handle:
         if handle.samplerate != SAMPLE_RATE:
-            raise InputError("%s: sample rate is %d Hz, expected %d Hz (resample it, e.g. with dataprep.py "
-                             "--convert or ffmpeg -ar 16000)" % (filename, handle.samplerate, SAMPLE_RATE))
+            raise InputError("%s: sample rate is %d Hz, expected %d Hz (%s)" % (
+                filename, handle.samplerate, SAMPLE_RATE, remedies.sample_rate))
         if handle.channels != 1:
-            raise InputError("%s: has %d channels, expected mono (convert with ffmpeg -ac 1)" % (
-                filename, handle.channels))
+            raise InputError("%s: has %d channels, expected mono (%s)" % (filename, handle.channels,
+                                                                          remedies.channels))
         if handle.frames == 0:
-            raise InputError("%s: contains no audio samples" % filename)
+            raise InputError("%s: contains no audio samples%s" % (filename, remedies.empty and "; " + remedies.empty))
         yield handle
 
 

@@ -6,14 +6,12 @@ protocol: noise is mixed at an SNR relative to the crop and RIRs have unit energ
 works (only the 1e-4 floor of energy_db weighs differently). Every random draw comes from the
 `random.Random` passed in, so a crop's augmentation depends only on its sampler seed."""
 
-import contextlib
 import os
 
 import numpy
-import soundfile
 from scipy import signal
 
-from voxtrainer.reading.audio import SAMPLE_RATE, read_samples
+from voxtrainer.reading.audio import SAMPLE_RATE, Remedies, open_audio, read_samples
 from voxtrainer.errors import InputError
 
 # MUSAN folder: (SNR range in dB, range of how many of its files are mixed into one crop).
@@ -38,26 +36,16 @@ def find_wavs(folder):
                   for name in names if name.lower().endswith(".wav"))
 
 
-@contextlib.contextmanager
-def open_audio(path, flag):
-    """An open soundfile.SoundFile of a 16 kHz mono augmentation file; InputError otherwise.
-    One open per file read: the loader workers read several per crop."""
-    try:
-        handle = soundfile.SoundFile(path)
-    except Exception as error:  # soundfile raises several types for unreadable files
-        raise InputError("%s: cannot read audio (%s); remove it from the %s folder" % (
-            path, str(error).strip() or type(error).__name__, flag))
-    with handle:
-        if handle.samplerate != SAMPLE_RATE:
-            raise InputError("%s: sample rate is %d Hz, but augmentation files must be %d Hz like the training "
-                             "audio; resample the %s folder (e.g. ffmpeg -ar %d) or re-run %s" % (
-                                 path, handle.samplerate, SAMPLE_RATE, flag, SAMPLE_RATE, DATAPREP_HINT))
-        if handle.channels != 1:
-            raise InputError("%s: has %d channels, augmentation files must be mono (use the simulated RIRs, "
-                             "e.g. --rir_path DIR/RIRS_NOISES/simulated_rirs)" % (path, handle.channels))
-        if handle.frames == 0:
-            raise InputError("%s: contains no audio samples; remove it from the %s folder" % (path, flag))
-        yield handle
+def open_augmentation_audio(path, flag):
+    """An open soundfile.SoundFile of a 16 kHz mono augmentation file from the `flag` folder;
+    InputError naming the file and what to do otherwise. One open per file read: the loader
+    workers read several per crop."""
+    return open_audio(path, Remedies(
+        unreadable="remove it from the %s folder" % flag,
+        sample_rate="augmentation files must be 16 kHz like the training audio; resample the %s folder (e.g. "
+                    "ffmpeg -ar %d) or re-run %s" % (flag, SAMPLE_RATE, DATAPREP_HINT),
+        channels="use the simulated RIRs, e.g. --rir_path DIR/RIRS_NOISES/simulated_rirs",
+        empty="remove it from the %s folder" % flag))
 
 
 class Augmenter:
@@ -83,7 +71,7 @@ class Augmenter:
         # Fail before training starts on a wrong corpus; every later read is checked again.
         firsts = [(files[0], "--musan_path") for files in self.noise_files.values()]
         for path, flag in firsts + [(self.rir_files[0], "--rir_path")]:
-            with open_audio(path, flag):
+            with open_augmentation_audio(path, flag):
                 pass
 
     def __call__(self, crop, rng):
@@ -112,7 +100,7 @@ class Augmenter:
         """`length` samples from a random position; a shorter file is repeated (wrap padding, as the
         later voxceleb_trainer), so that the noise lasts the whole crop."""
         hint = "; remove it from the --musan_path folder"
-        with open_audio(path, "--musan_path") as handle:
+        with open_augmentation_audio(path, "--musan_path") as handle:
             if handle.frames >= length:
                 handle.seek(int(rng.random() * (handle.frames - length + 1)))
                 return read_samples(handle, length, hint)
@@ -124,7 +112,7 @@ class Augmenter:
         scale its format has (not through read_samples: the unit-energy scaling makes the scale
         irrelevant, and the int16 conversion would cut the quiet tail of 24-bit or float RIRs)."""
         path = rng.choice(self.rir_files)
-        with open_audio(path, "--rir_path") as handle:
+        with open_augmentation_audio(path, "--rir_path") as handle:
             rir = handle.read(dtype="float64")
         energy = numpy.sum(rir ** 2)
         if not numpy.isfinite(energy):

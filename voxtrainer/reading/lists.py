@@ -15,28 +15,31 @@ PROGRESS_MIN_FILES = 1000  # check_audio_files shows a progress bar from this ma
 UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, as errors="surrogateescape" keeps them
 
 
-def read_list(listfile, fields, what):
-    """Lines of a whitespace-separated list as (line_number, fields); InputError on bad lines."""
+def read_list(listfile, fields, what, error=InputError, comments=False):
+    """Lines of a whitespace-separated list as (line_number, fields); `error` (an InputError type)
+    naming the file and line for a missing or empty file, a line that is not UTF-8 and, when
+    `fields` (the allowed field counts) is given, a line with another count. With `comments`,
+    lines starting with # are skipped."""
     if not os.path.isfile(listfile):
-        raise InputError("%s: %s not found" % (listfile, what))
+        raise error("%s: %s not found" % (listfile, what))
     rows = []
     with open(listfile, encoding="utf-8-sig", errors="surrogateescape") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.isascii():
                 undecodable = UNDECODABLE.search(line)
                 if undecodable:
-                    raise InputError("%s:%d: not UTF-8 text (byte 0x%02x); save the %s as UTF-8" % (
+                    raise error("%s:%d: not UTF-8 text (byte 0x%02x); save the %s as UTF-8" % (
                         listfile, number, ord(undecodable.group()) - 0xdc00, what))
                 line = line.lstrip("\ufeff")  # the mark of a second list concatenated to the first
             parts = line.split()
-            if not parts:
+            if not parts or (comments and parts[0].startswith("#")):
                 continue
-            if len(parts) not in fields:
-                raise InputError("%s:%d: expected %s fields, found %d: %r" % (
+            if fields and len(parts) not in fields:
+                raise error("%s:%d: expected %s fields, found %d: %r" % (
                     listfile, number, " or ".join(map(str, fields)), len(parts), line.rstrip("\n")))
             rows.append((number, parts))
     if not rows:
-        raise InputError("%s: %s is empty" % (listfile, what))
+        raise error("%s: %s is empty" % (listfile, what))
     return rows
 
 
