@@ -1,7 +1,8 @@
-"""The inference path of every embedding (voxtrainer.inference.embedder): the fast graph gives the eager
-numbers for every model and input length, identical crops are embedded once with the same numbers,
---eval_precision bf16 is refused where not native and says so where it runs, and every failure of
-the optimisation falls back to eager. Speed is measured by benchmarks, not here."""
+"""The inference path of every embedding (voxtrainer.inference.embedder, .embedding): the fast graph
+gives the eager numbers for every model and input length, identical crops are embedded once with the
+same numbers, --eval_precision bf16 is refused where not native and says so where it runs, every
+failure of the optimisation falls back to eager, and every pass over files embeds with the weights
+of that moment. Speed is measured by benchmarks, not here."""
 
 import copy
 import os
@@ -14,6 +15,8 @@ import trainSpeakerNet
 from conftest import ORIGINAL, assert_one_error_line
 from SpeakerNet import SpeakerNet
 from voxtrainer.inference import embedder as inference
+from voxtrainer.inference.embedder import embedder_for
+from voxtrainer.inference.embedding import embed_crops
 from voxtrainer.reading.audio import crop_samples, crop_waveform, loadWAV, read_audio
 from voxtrainer.errors import InputError
 
@@ -52,8 +55,14 @@ def make_net(model, trainfunc="angleproto"):
 
 
 def eager(net, crops):
-    with inference.forced_eager(net):
-        return net.embed_crops(crops)
+    return embed_crops(net, crops, embedder_for(net, fast=False))
+
+
+def fast(net, crops):
+    """The embeddings by the fast graph, which must have been made."""
+    embedder = embedder_for(net, fast=True)
+    assert embedder.graph is not None
+    return embed_crops(net, crops, embedder)
 
 
 def relative(ours, reference):
@@ -63,12 +72,11 @@ def relative(ours, reference):
 @pytest.mark.parametrize("model", MODELS)
 def test_the_fast_graph_gives_the_eager_embeddings_at_fixed_and_whole_file_lengths(model):
     net = make_net(model)
-    assert inference.embedder(net, build=True).graph is not None  # the fast graph does the work
     fixed = torch.stack([speech(crop_samples(300), offset) for offset in (0, 30000, 61000)])
-    assert relative(net.embed_crops(fixed), eager(net, fixed)) < inference.TOLERANCE
+    assert relative(fast(net, fixed), eager(net, fixed)) < inference.TOLERANCE
     for samples in (40000, 70001):  # whole files of lengths the graph was not traced with
         whole = speech(samples, 5000)[None]
-        assert relative(net.embed_crops(whole), eager(net, whole)) < inference.TOLERANCE
+        assert relative(fast(net, whole), eager(net, whole)) < inference.TOLERANCE
 
 
 def test_embed_files_equals_the_plain_per_file_eager_embeddings():
@@ -110,7 +118,7 @@ def test_identical_crops_embedded_once_are_bit_for_bit_those_embedded_each(model
     deduplicated = net.embed_files(paths, 300, crops_per_batch=1, progress=False)
     for path, embeddings in zip(paths, deduplicated):
         crops = loadWAV(path, 300, evalmode=True, num_eval=10)
-        each = torch.cat([net.embed_crops(crop[None]) for crop in crops])
+        each = torch.cat([fast(net, crop[None]) for crop in crops])  # the graph embed_files uses
         assert torch.equal(embeddings, each)
     assert all(torch.equal(deduplicated[0][0], row) for row in deduplicated[0])  # the short file: 1 crop
     # the premise: identical crops sharing a pass get identical embeddings; the deduplicated pass (one
@@ -143,8 +151,7 @@ def test_bf16_where_native_says_so_and_changes_embeddings_by_rounding_only(capsy
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and "bf16" in lines[0] and "scores" in lines[0]
     eager_bf16 = net.embed_crops(crops)
-    assert inference.embedder(net, build=True).graph is not None
-    graph_bf16 = net.embed_crops(crops)
+    graph_bf16 = fast(net, crops)
     for bf16 in (eager_bf16, graph_bf16):
         assert bf16.dtype == torch.float32 and 1e-4 < relative(bf16, fp32) < 0.05
     net.set_eval_precision("fp32")
@@ -165,9 +172,10 @@ def test_a_graph_that_cannot_be_made_leaves_eager_with_one_warning(monkeypatch, 
     else:
         monkeypatch.delattr(torch._C, "_jit_pass_optimize_frozen_graph")
         reason = "_jit_pass_optimize_frozen_graph"
-    for _ in range(3):  # the graph is made at the second call
-        assert torch.equal(net.embed_crops(crops), expected)
-    net.embed_files([SHORT], 300, progress=False)
+    inference.WARNED.clear()
+    for _ in range(3):  # each pass over files tries to make the graph; the warning is said once
+        assert torch.equal(embed_crops(net, crops, embedder_for(net, fast=True)), expected)
+        net.embed_files([SHORT], 300, progress=False)
     warnings = capsys.readouterr().err.strip().splitlines()
     assert len(warnings) == 1 and reason in warnings[0] and "eager" in warnings[0]
 
@@ -175,45 +183,39 @@ def test_a_graph_that_cannot_be_made_leaves_eager_with_one_warning(monkeypatch, 
 def test_a_graph_that_fails_on_an_input_falls_back_to_eager(capsys):
     net = make_net("ResNetSE34L")
     crops = speech(40000)[None]
-    embedder = inference.embedder(net, build=True)
+    embedder = embedder_for(net, fast=True)
 
     def failing(waveform):
         raise RuntimeError("graph exploded")
     embedder.graph = failing
-    assert torch.equal(net.embed_crops(crops), eager(net, crops))
+    assert torch.equal(embed_crops(net, crops, embedder), eager(net, crops))
     assert embedder.graph is None and "graph exploded" in capsys.readouterr().err
     # an input that eager cannot embed either is the caller's error, not the optimisation's
     embedder.graph = failing
     with pytest.raises(RuntimeError):
-        net.embed_crops(torch.zeros(1, 10))
+        embed_crops(net, torch.zeros(1, 10), embedder)
     assert embedder.graph is failing
 
 
-def test_the_graph_is_remade_when_the_weights_change():
+def test_every_pass_over_files_embeds_with_the_weights_of_that_moment():
     net = make_net("VGGVox")
-    crops = speech(40000)[None]
-    first = inference.embedder(net, build=True)
-    before = net.embed_crops(crops)
-    with torch.no_grad():  # as an optimizer step or loadParameters does: version counters move
+    before = net.embed_files([SHORT], 0, progress=False)
+    with torch.no_grad():  # as an optimizer step or loadParameters does
         net.__S__.fc.weight.mul_(2)
-    changed = net.embed_crops(crops)
-    assert inference.state(net).embedder is not first
-    assert inference.embedder(net, build=True).graph is not None
-    assert relative(net.embed_crops(crops), eager(net, crops)) < inference.TOLERANCE
-    assert relative(changed, before) > 1e-3
-    # a write that no version counter sees is caught at every pass over files (refresh)
-    net.__S__.fc.weight.data.mul_(0.5)
-    inference.refresh(net)
-    assert relative(net.embed_crops(crops), before) < inference.TOLERANCE
+    changed = net.embed_files([SHORT], 0, progress=False)
+    crops = torch.from_numpy(read_audio(SHORT))[None]
+    assert relative(changed[0], eager(net, crops)) < inference.TOLERANCE
+    assert relative(changed[0], before[0]) > 1e-3
+    net.__S__.fc.weight.data.mul_(0.5)  # a write that no version counter sees
+    assert relative(net.embed_files([SHORT], 0, progress=False)[0], before[0]) < inference.TOLERANCE
 
 
-def test_the_cache_is_not_part_of_the_module():
+def test_nothing_of_inference_is_kept_on_the_network():
     net = make_net("ResNetSE34L")
-    keys, modules = set(net.state_dict()), len(list(net.modules()))
-    assert inference.embedder(net, build=True).graph is not None
-    assert set(net.state_dict()) == keys and len(list(net.modules())) == modules
+    attributes, keys, modules = set(vars(net)), set(net.state_dict()), len(list(net.modules()))
+    net.embed_files([SHORT], 300, progress=False)
+    assert set(vars(net)) == attributes and set(net.state_dict()) == keys and len(list(net.modules())) == modules
     copied = copy.deepcopy(net)
-    assert inference.state(copied).embedder is None
     crops = speech(20000)[None]
     assert relative(copied.embed_crops(crops), net.embed_crops(crops)) < inference.TOLERANCE
 
@@ -221,7 +223,7 @@ def test_the_cache_is_not_part_of_the_module():
 def test_a_net_in_training_mode_is_run_eagerly():
     net = make_net("ResNetSE34L").train()
     crops = torch.stack([speech(20000), speech(20000, 7000)])
-    assert inference.embedder(net, build=True).graph is None
+    assert embedder_for(net, fast=True).graph is None
     out = net.embed_crops(crops)
     with torch.no_grad():
         assert torch.equal(out, torch.nn.functional.normalize(net.__S__(crops), p=2, dim=1))

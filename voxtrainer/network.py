@@ -1,20 +1,15 @@
 """SpeakerNet: an embedding network (`__S__`) and its training loss (`__L__`), chosen by module
-name, with the original's checkpoint format and the seed's public methods."""
+name, with the original's checkpoint format and the seed's public methods. It is only the network:
+embeddings are computed by voxtrainer.inference.embedding, lists scored by voxtrainer.scoring, and
+the methods of those names here are thin calls into them."""
 
-import os
-
-import numpy
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from voxtrainer import checkpoints
-
-from voxtrainer.inference import embedder as inference
-from voxtrainer.reading.audio import check_protocol, crop_waveform, loadWAV
-from voxtrainer.reading.datasets import EvalDataset
 from voxtrainer.plugins import load_plugin, model_protocol
+from voxtrainer.reading.audio import check_protocol
 
 
 class SpeakerNet(nn.Module):
@@ -26,6 +21,7 @@ class SpeakerNet(nn.Module):
     def __init__(self, model, trainfunc=None, nOut=512, encoder_type="SAP", nClasses=5994, protocol=None, **kwargs):
         super().__init__()
         self.protocol = check_protocol(protocol or model_protocol(model))
+        self.eval_precision = "fp32"  # of every embedding (set_eval_precision)
         self.__S__ = load_plugin("models", model)(nOut=nOut, encoder_type=encoder_type, **kwargs)
         if not trainfunc:
             # The embedding network alone (--eval/--extract/--export of a checkpoint, e.g. a
@@ -66,81 +62,25 @@ class SpeakerNet(nn.Module):
             feat = feat[:, 0]
         return self.__L__(feat, label)
 
-    # -- embeddings -------------------------------------------------------------------------
-    # Every embedding is computed by embed_crops, through voxtrainer.inference.embedder: a traced and frozen
-    # graph of __S__ on the CPU (eager numbers to ~1e-6), eager elsewhere or when that fails.
+    # -- embeddings (voxtrainer.inference.embedding computes them; these are the seed-style calls) --
 
     def set_eval_precision(self, precision):
         """'fp32' (default) or 'bf16' (autocast, only where native; changes the scores, and says so)."""
-        inference.set_precision(self, precision)
+        from voxtrainer.inference.embedder import announce_precision
+        announce_precision(precision, self.device)
+        self.eval_precision = precision
 
-    @torch.no_grad()
     def embed_crops(self, crops):
-        """(crops, samples) -> (crops, nOut), normalised when the loss scores normalised embeddings.
-        Runs of identical consecutive crops are embedded once."""
-        unique, index = inference.unique_crops(crops)
-        out = inference.embedder(self)(unique)
-        return out if unique.shape[0] == crops.shape[0] else out[index.to(out.device)]
+        from voxtrainer.inference.embedding import embed_crops
+        return embed_crops(self, crops)
 
-    @torch.no_grad()
     def embed_files(self, paths, eval_frames, num_eval=10, num_workers=0, crops_per_batch=None, progress=True):
-        """Eval-crop embeddings of each file: (files, crops, nOut) on the CPU (crops = 1 when
-        eval_frames is 0). Loader processes (inference.loader_processes: on the CPU one for crops,
-        none for whole files) read and crop the files ahead of the network and send each file's
-        distinct crops (a file no longer than one crop has one); the crops of consecutive
-        files share forward passes of `crops_per_batch`: 40 on a GPU, 20 on the CPU, where 40 crops'
-        activations outgrow the caches (README, Performance). Whole files (eval_frames 0) of different
-        lengths each take their own pass."""
-        self.eval()
-        inference.refresh(self)
-        if crops_per_batch is None:
-            crops_per_batch = 20 if self.device.type == "cpu" else 40
-        per_file = 1 if eval_frames == 0 else num_eval
-        num_workers = inference.loader_processes(self.device, eval_frames, num_workers)
-        loader = torch.utils.data.DataLoader(
-            EvalDataset(paths, eval_frames, num_eval, self.protocol), batch_size=None, num_workers=num_workers,
-            prefetch_factor=inference.prefetch_factor(crops_per_batch, num_workers) if num_workers > 0 else None)
-        outputs, indices, pending, pending_count, total = [], [], [], 0, 0
+        from voxtrainer.inference.embedding import embed_files
+        return embed_files(self, paths, eval_frames, num_eval, num_workers, crops_per_batch, progress)
 
-        def forward(count):
-            nonlocal pending, pending_count
-            crops = torch.cat(pending) if len(pending) > 1 else pending[0]
-            outputs.append(self.embed_crops(crops[:count]).cpu())
-            pending = [crops[count:]] if count < crops.shape[0] else []
-            pending_count -= count
-
-        with tqdm(total=len(paths), desc="Embedding", unit="file", disable=not progress, leave=False) as bar:
-            for unique, index in loader:
-                if pending and unique.shape[1] != pending[0].shape[1]:
-                    forward(pending_count)  # crops of another length cannot share a pass
-                indices.append(index + total)
-                total += unique.shape[0]
-                pending.append(unique)
-                pending_count += unique.shape[0]
-                while pending_count >= crops_per_batch:
-                    forward(crops_per_batch)
-                bar.update(1)
-        if pending_count:
-            forward(pending_count)
-        if not indices:
-            return torch.zeros(0, per_file, 0)
-        return torch.cat(outputs)[torch.stack(indices)]
-
-    @torch.no_grad()
     def embed(self, waveform_or_path, eval_frames=0, num_eval=10):
-        """One embedding (nOut,) for a 16 kHz file path or a 1-D int16-range waveform (whatever the
-        protocol: the 2021 one scales it as it scales files): the mean of
-        its eval-crop embeddings (each normalised when the loss scores normalised embeddings), the
-        crops being those evaluation cuts (eval_frames 0: the whole audio as one crop)."""
-        if isinstance(waveform_or_path, (str, os.PathLike)):
-            crops = loadWAV(os.fspath(waveform_or_path), eval_frames, evalmode=True, num_eval=num_eval,
-                            protocol=self.protocol)
-        else:
-            waveform = numpy.asarray(waveform_or_path, dtype=numpy.float32).reshape(-1)
-            crops = crop_waveform(waveform, eval_frames, evalmode=True, num_eval=num_eval,
-                                  protocol=self.protocol)
-        self.eval()
-        return self.embed_crops(crops).mean(dim=0).cpu()
+        from voxtrainer.inference.embedding import embed
+        return embed(self, waveform_or_path, eval_frames, num_eval)
 
     def evaluateFromList(self, listfilename, test_path="", eval_frames=300, num_eval=10, num_workers=0,
                          progress=True, print_interval=None):

@@ -1,7 +1,6 @@
-"""The one inference path of every embedding: SpeakerNet.embed_crops, and through it embed_files
-(--eval, validation during training, --extract, score-normalisation cohorts) and embed, runs the
-embedding network `__S__` as the fastest callable that gives the plain eager numbers for the net's
-device and --eval_precision.
+"""The one way crops become embeddings (voxtrainer.inference.embedding uses it for crops, files and
+waveforms): an Embedder runs a net's embedding network `__S__` as the fastest callable that gives
+the plain eager numbers for the net's device and evaluation precision.
 
 On the CPU that callable is a frozen TorchScript graph of `__S__` (frozen_graph: the weights baked
 in as constants, the BatchNorms that follow a convolution folded into it, no Python module calls),
@@ -10,23 +9,19 @@ and the profiling executor would otherwise re-profile and re-specialise it for e
 whole-file length (measured: 1.07x instead of 1.36x over eager on 40 distinct lengths). Its
 embeddings differ from eager by rounding only (about 1e-6 relative, measured on ResNetSE34L,
 VGGVox and ResNetSE34 at 1-10 s, batches of 1-20; TOLERANCE is the promise). It costs 0.05-0.25 s
-to make (plus a check), so it is made per set of weights: at each pass over files (embed_files)
-and at the second embed_crops call. Elsewhere (CUDA, where it is not measured yet; a net in
-training mode) the callable is the eager network.
+to make (plus a check), so it is made for passes over files, once per pass, from a private copy of
+the weights of that moment: nothing is cached on the network, and no graph outlives the weights
+it was made from. Elsewhere (CUDA, where it is not measured yet; a net in training mode; single
+embeddings) the callable is the eager network.
 
 Safety: the graph is checked against eager on an input of another batch size and length when it
 is made; a graph that cannot be made, fails that check or raises on an input that eager embeds
-is dropped for eager, with one warning line: an optimisation never stops an evaluation. The graph
-is made from a private copy of the weights and remade when the net's weights change: every call
-compares the tensors' version counters and storage (optimizer steps, loadParameters,
-load_state_dict and .to() all change them), and every pass over files (`refresh`) also compares
-every weight and buffer with the copy.
+is dropped for eager, with one warning line: an optimisation never stops an evaluation.
 
 Precision: --eval_precision bf16 runs the network under bf16 autocast (the front ends stay float32),
 only where bf16 is native (a CPU with AVX-512 BF16 or AMX, a CUDA device that supports it); the
 scores then differ from fp32 (BF16_SCORE_DIFFERENCE, measured)."""
 
-import contextlib
 import copy
 import math
 import warnings
@@ -79,10 +74,9 @@ def precision_notice(precision):
             "the scores change: they differ from fp32 by %s" % BF16_SCORE_DIFFERENCE)
 
 
-def set_precision(net, precision):
-    """Compute net's embeddings in `precision` from now on; checked for net's device, said when bf16."""
-    check_precision(precision, net.device)
-    state(net).precision = precision
+def announce_precision(precision, device):
+    """Check `precision` for `device` and say it when it changes the scores (bf16)."""
+    check_precision(precision, device)
     notice = precision_notice(precision)
     if notice:
         log.info(notice)
@@ -208,100 +202,24 @@ class Embedder:
 
 
 # ---------------------------------------------------------------------------------------------
-# The cache on the net
+# An embedder for a net as it is now
 
-class InferenceState:
-    """What a net keeps for inference: its precision and its Embedder for the weights it has now.
-    Not a Module (nothing of it is in state_dict); copies and pickles start empty."""
-
-    def __init__(self, precision="fp32"):
-        self.precision = precision
-        self.embedder, self.key, self.calls, self.tried = None, None, 0, False
-        self.warned = False
-
-    def forget(self):
-        self.embedder, self.key, self.calls, self.tried = None, None, 0, False
-
-    def __deepcopy__(self, memo):
-        return InferenceState(self.precision)
-
-    def __getstate__(self):
-        return {"precision": self.precision}
-
-    def __setstate__(self, saved):
-        self.__init__(saved.get("precision", "fp32"))
+WARNED = set()  # (network class, reason) already said: a run that validates often says it once
 
 
-def state(net):
-    """net's InferenceState (created on first use, kept out of the Module's registries)."""
-    found = net.__dict__.get("_inference_state")
-    if found is None:
-        found = net.__dict__["_inference_state"] = InferenceState()
-    return found
-
-
-def tensors_of(module):
-    return list(module.parameters()) + list(module.buffers())
-
-
-def weights_key(module, device, precision):
-    """Cheap identity of the weights: every tensor's storage and version counter (bumped by every
-    in-place update: optimizer steps, copy_ under no_grad), the mode, the device and precision."""
-    return (id(module), module.training, str(device), precision,
-            tuple((t.data_ptr(), t._version, t.dtype, tuple(t.shape)) for t in tensors_of(module)))
-
-
-def same_weights(module, reference):
-    tensors, saved = tensors_of(module), tensors_of(reference)
-    return len(tensors) == len(saved) and all(
-        a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b) for a, b in zip(tensors, saved))
-
-
-def embedder(net, build=False):
-    """net's Embedder for its weights, device, mode and precision (a new one when any changed). The
-    fast graph is made when `build` is asked (a pass over files) or at the second call with the same
-    weights: a single embedding does not pay for it. Only on the CPU and for a net in eval mode."""
-    held = state(net)
-    module = net.__S__
-    device = net.device
-    key = weights_key(module, device, held.precision)
-    if held.embedder is None or held.key != key:
-        held.forget()
-        held.embedder, held.key = Embedder(module, net.test_normalize, device, held.precision), key
-    held.calls += 1
-    if (build or held.calls > 1) and not held.tried and device.type == "cpu" and not module.training:
-        held.tried = True
-        if not held.embedder.build() and not held.warned:
-            held.warned = True
+def embedder_for(net, fast=True):
+    """An Embedder of net's embedding network with its weights, device, mode and evaluation
+    precision of now. With `fast`, on the CPU and in eval mode, the fast graph is made from a copy
+    of the weights (one warning line, and eager, where that fails): callers make one per pass
+    over files, so the graph is never older than the weights it embeds with."""
+    embedder = Embedder(net.__S__, net.test_normalize, net.device, net.eval_precision)
+    if fast and net.device.type == "cpu" and not net.__S__.training and not embedder.build():
+        said = (type(net.__S__).__name__, embedder.why_eager)
+        if said not in WARNED:
+            WARNED.add(said)
             log.warning("fast inference graph unavailable (%s); embeddings are computed eagerly (same numbers, "
-                        "slower)" % held.embedder.why_eager)
-    return held.embedder
-
-
-def refresh(net):
-    """Before a pass over many files: make the fast graph now, and first forget one whose weights
-    differ from the net's, also where no version counter saw the change (writes through `.data`,
-    collective operations). Nets without an embedding network (stand-ins) are left alone."""
-    if getattr(net, "__S__", None) is None:
-        return
-    held = state(net)
-    if held.embedder is not None and held.embedder.copy is not None and not same_weights(net.__S__,
-                                                                                          held.embedder.copy):
-        held.forget()
-    embedder(net, build=True)
-
-
-@contextlib.contextmanager
-def forced_eager(net):
-    """Within the block net embeds eagerly (the reference the fast graph is tested against)."""
-    held = state(net)
-    saved = (held.embedder, held.key, held.calls, held.tried)
-    held.embedder = Embedder(net.__S__, net.test_normalize, net.device, held.precision)
-    held.key, held.tried = weights_key(net.__S__, net.device, held.precision), True
-    try:
-        yield
-    finally:
-        held.embedder, held.key, held.calls, held.tried = saved
+                        "slower)" % embedder.why_eager)
+    return embedder
 
 
 def loader_processes(device, eval_frames, requested):
