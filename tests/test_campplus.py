@@ -23,16 +23,21 @@ DATA = os.path.join(ROOT, "tests", "data")
 KEYS = json.load(open(os.path.join(DATA, "campplus_keys.json")))["CAMPPlus"]
 WESPEAKER_PARAMETERS = 7176224  # CAMPPlus(feat_dim=80, embed_dim=512, pooling_func="TSTP"): "7.18M"
 EMBEDDING_SIZE = 512
-WAVEFORM_SAMPLES = (12345, 20800, 32000)
+WAVEFORM_SAMPLES = (12345, 20800, 32000, 52345)  # the last: 163 frames after the stride-2 TDNN, 2 segments
 FLAGS = ["--model", "CAMPPlus"]
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def reference():
-    with numpy.load(os.path.join(DATA, "campplus_reference.npz"), allow_pickle=False) as stored:
-        return stored["embeddings_CAMPPlus"]
+def stored():
+    with numpy.load(os.path.join(DATA, "campplus_reference.npz"), allow_pickle=False) as arrays:
+        return dict(arrays)
+
+
+@pytest.fixture(scope="module")
+def reference(stored):
+    return stored["embeddings_CAMPPlus"]
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +72,9 @@ def embedding_net(*flags):
 
 
 def assert_wespeakers_embeddings(ours, reference):
-    """Equal to 1e-4 relative; and, as the seeded network gives the three waveforms embeddings
-    that differ by only about 2%, their differences from the mean embedding too (1e-3 relative),
-    so that an error in what depends on the audio cannot hide under the shared part."""
+    """Equal to 1e-4 relative; and, as the seeded network gives the waveforms embeddings that
+    differ by only 1.4-3%, their differences from the mean embedding too (1e-3 relative), so that
+    an error in what depends on the audio cannot hide under the shared part."""
     ours = numpy.asarray(ours, dtype=numpy.float64)
     assert_same_embeddings(ours, reference)
     centred, expected = ours - ours.mean(axis=0), reference - reference.mean(axis=0)
@@ -104,6 +109,23 @@ def test_the_segment_context_averages_each_100_frames_and_the_shorter_last_segme
     assert torch.equal(means[0, 0, :100], torch.full((100,), 49.5))
     assert torch.equal(means[0, 0, 100:200], torch.full((100,), 149.5))
     assert torch.equal(means[0, 0, 200:], torch.full((30,), 214.5))
+
+
+def test_the_masking_layer_is_wespeakers_with_segment_context(stored):
+    """The masks hardly move the seeded network's embeddings (a global mean in place of the
+    segment means changes them by 1e-5), so WeSpeaker's CAMLayer itself was run (block2's shape:
+    dilation 2) on 250 frames whose three segments have their own means (the last one 50 frames)."""
+    from models.CAMPPlus import CAMLayer
+    prefix = "xvector.block2.tdnnd1.cam_layer."
+    layer = CAMLayer(128, 32, dilation=2)
+    layer.load_state_dict(seeded_weights([[name[len(prefix):], shape] for name, shape in KEYS
+                                          if name.startswith(prefix)]))
+    rng = numpy.random.RandomState(7)
+    x = rng.randn(1, 128, 250) + numpy.repeat(rng.randn(1, 128, 3) * 2, 100, axis=2)[..., :250]
+    with torch.no_grad():
+        out = layer(torch.from_numpy(x.astype(numpy.float32))).numpy()
+    expected = stored["cam_layer_output"]
+    assert numpy.linalg.norm(out - expected) <= 1e-5 * numpy.linalg.norm(expected)  # measured: 0 (bit-equal)
 
 
 def test_other_poolings_and_sizes_are_refused_in_one_line(capsys):
