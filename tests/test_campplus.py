@@ -79,7 +79,7 @@ def assert_wespeakers_embeddings(ours, reference):
     assert_same_embeddings(ours, reference)
     centred, expected = ours - ours.mean(axis=0), reference - reference.mean(axis=0)
     for a, b in zip(centred, expected):
-        assert numpy.linalg.norm(a - b) / numpy.linalg.norm(b) <= 1e-3  # measured: 2e-5 at most
+        assert numpy.linalg.norm(a - b) / numpy.linalg.norm(b) <= 1e-3  # measured: 4e-5 at most
 
 
 # -- the network ----------------------------------------------------------------------------------
