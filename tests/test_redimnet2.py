@@ -184,10 +184,12 @@ def epoch_losses(save_path):
             for line in lines if line.startswith("IT ")]
 
 
-def test_training_the_smallest_variant_on_the_demo_set_lowers_its_loss(demo, tmp_path):
+def test_three_epochs_of_the_smallest_variant_on_the_demo_set_lower_its_loss(demo, tmp_path):
     assert trainSpeakerNet.main(training_flags(
         demo, tmp_path, "--model", "ReDimNet2", "--variant", "B0", "--trainfunc", "softmax", "--nClasses", "6",
-        "--max_epoch", "3", "--lr", "0.01", "--seed", "3", "--device", "cpu")) == 0
+        "--max_epoch", "3", "--test_interval", "3", "--max_frames", "60", "--lr", "0.01", "--seed", "3",
+        "--device", "cpu")) == 0
     losses = epoch_losses(tmp_path)
     assert len(losses) == 3
+    # Measured: 1.89 -> 1.19 (seed 3; seed 4: 1.68 -> 1.22); chance level is ln 6 = 1.79.
     assert losses[-1] < 0.8 * losses[0], losses
