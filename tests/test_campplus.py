@@ -187,7 +187,7 @@ def test_the_exported_network_gives_pytorchs_embeddings_at_any_length(fmt, check
     100-frame segment (38 frames; 100 + 27 frames after the stride-2 TDNN)."""
     if fmt == "onnx":
         pytest.importorskip("onnxruntime")
-    from voxtrainer.export import run_exported
+    from voxtrainer.inference.export import run_exported
     out = str(tmp_path / ("campplus." + fmt))
     assert trainSpeakerNet.main(["--export", fmt, *FLAGS, "--initial_model", checkpoint, "--export_out", out,
                                  "--device", "cpu"]) == 0

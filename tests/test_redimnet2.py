@@ -162,7 +162,7 @@ def b0_checkpoint(tmp_path_factory):
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_exported_embeddings_equal_pytorchs_at_two_lengths(fmt, b0_checkpoint, tmp_path):
-    from voxtrainer.export import run_exported
+    from voxtrainer.inference.export import run_exported
     out = str(tmp_path / ("b0." + fmt))
     assert trainSpeakerNet.main(["--export", fmt, "--model", "ReDimNet2", "--variant", "B0", "--initial_model",
                                  b0_checkpoint, "--export_out", out, "--device", "cpu"]) == 0
