@@ -23,6 +23,7 @@ KEYS = json.load(open(os.path.join(DATA, "eres2net_keys.json")))
 BASE = "ERes2Net34_Base"
 EMBEDDING_SIZE = 512  # embed_dim of WeSpeaker's examples/voxceleb/v2/conf/eres2net.yaml
 WAVEFORM_SAMPLES = (12345, 20800, 32000)
+EXPORT_SAMPLES = (6789, 9876)
 FLAGS = ["--model", "ERes2Net", "--eval_frames", "0", "--nDataLoaderThread", "0", "--device", "cpu"]
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -171,7 +172,7 @@ def test_an_export_gives_pytorchs_embeddings_at_any_input_length(fmt, checkpoint
     assert trainSpeakerNet.main(["--export", fmt, *FLAGS, "--initial_model", checkpoint, "--export_out", out]) == 0
     net = embedding_net()
     net.loadParameters(checkpoint)
-    for samples in WAVEFORM_SAMPLES[:2]:  # neither is the length the export was traced on
+    for samples in EXPORT_SAMPLES:  # neither is the length the export was traced on
         waveform = speech_like_waveform(samples).astype(numpy.float32)[None]
         with torch.no_grad():
             expected = net.embed_crops(torch.from_numpy(waveform)).numpy()
@@ -196,26 +197,35 @@ def training_loss(checkpoint, data, labels):
     """The softmax loss of a checkpoint on the batch, with batch statistics (BatchNorm in training
     mode, as in a training step), weights unchanged."""
     from voxtrainer.network import SpeakerNet
-    net = SpeakerNet(model="ERes2Net", trainfunc="softmax", nOut=32, nClasses=8)
+    net = SpeakerNet(model="ERes2Net", trainfunc="softmax", nOut=32, nClasses=4)
     net.loadParameters(checkpoint)
     net.train()
     with torch.no_grad():
         return net(data, labels)[0].item()
 
 
-def test_one_epoch_trains_eres2net_and_lowers_its_training_loss(demo_set, tmp_path):
-    """The untrained network is saved first and trained from, so that both losses are of known
-    weights; the loss is measured on one fixed batch, every training file's first half second."""
+def epoch_losses(save_path):
+    lines = open(os.path.join(save_path, "result", "scores.txt")).read().splitlines()
+    return [float(line.split("TLOSS ")[1].split(",")[0]) for line in lines if line.startswith("IT ")]
+
+
+def test_a_short_training_on_the_demo_set_lowers_the_training_loss(demo_set, tmp_path):
+    """Four epochs of two steps (the tiny demo set's 4 speakers x 2 utterances, one epoch being two
+    batches of 4), from a saved untrained network, so that both losses are of known weights: the
+    epoch loss falls, and so does the loss on one fixed batch (every training file's first half
+    second), to under half. Measured: 1.98 -> 0.70 per epoch, 1.49 -> 0.62 on the batch."""
     from voxtrainer.network import SpeakerNet
-    demo = demo_set(n_train_speakers=8, n_test_speakers=2, utts_per_speaker=2, max_duration=1.2)
+    demo = demo_set(n_train_speakers=4, n_test_speakers=2, utts_per_speaker=2, max_duration=1.2)
     torch.manual_seed(0)
     initial = str(tmp_path / "initial.model")
-    SpeakerNet(model="ERes2Net", trainfunc="softmax", nOut=32, nClasses=8).saveParameters(initial)
+    SpeakerNet(model="ERes2Net", trainfunc="softmax", nOut=32, nClasses=4).saveParameters(initial)
     assert trainSpeakerNet.main(training_flags(
         demo, tmp_path / "run", "--model", "ERes2Net", "--variant", "Base", "--trainfunc", "softmax", "--nClasses",
-        "8", "--nPerSpeaker", "1", "--lr", "0.0001", "--initial_model", initial, "--seed", "1", "--device", "cpu",
-        "--eval_frames", "0", batch_size=4, max_frames=50)) == 0
-    trained = str(tmp_path / "run" / "model" / "model000000001.model")
+        "4", "--nPerSpeaker", "1", "--lr", "0.0001", "--initial_model", initial, "--seed", "1", "--max_epoch", "4",
+        "--test_interval", "4", "--eval_frames", "0", "--device", "cpu", batch_size=4, max_frames=50)) == 0
+    losses = epoch_losses(tmp_path / "run")
+    assert len(losses) == 4 and losses[-1] < 0.6 * losses[0], losses
     data, labels = training_batch(demo, 50 * 160 + 240)
-    before, after = training_loss(initial, data, labels), training_loss(trained, data, labels)
-    assert after < 0.7 * before, (before, after)
+    before = training_loss(initial, data, labels)
+    after = training_loss(str(tmp_path / "run" / "model" / "model000000004.model"), data, labels)
+    assert after < 0.5 * before, (before, after)
