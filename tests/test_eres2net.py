@@ -165,7 +165,7 @@ def test_a_checkpoint_of_another_size_or_architecture_is_one_error_line(other, c
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_an_export_gives_pytorchs_embeddings_at_any_input_length(fmt, checkpoint, tmp_path):
-    from voxtrainer.export import run_exported
+    from voxtrainer.inference.export import run_exported
     if fmt == "onnx":
         pytest.importorskip("onnxruntime")
     out = str(tmp_path / ("eres2net." + fmt))
