@@ -26,7 +26,8 @@ from pathlib import Path
 
 from voxtrainer.data.archives import extract_all, join_parts
 from voxtrainer.data.convert import convert_all, default_workers
-from voxtrainer.data.download import Downloader, download_meta_lists, download_parts, resolve_credentials
+from voxtrainer.data.download import Downloader, download_meta_lists, download_parts
+from voxtrainer.data.urls import resolve_credentials
 from voxtrainer.data.lists import make_train_list, read_fileparts, read_files
 from voxtrainer.data.report import DataprepError, note
 from voxtrainer.errors import run_command

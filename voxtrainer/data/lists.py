@@ -6,9 +6,8 @@ A list with a bad line is refused whole, before anything is fetched."""
 
 import os
 import re
-from pathlib import Path
 
-from voxtrainer.data.download import check_url, redact_url
+from voxtrainer.data.urls import check_url, redact_url
 from voxtrainer.data.report import DataprepError, note
 from voxtrainer.reading.lists import read_list
 
@@ -28,7 +27,7 @@ def read_files(path):
 
 def _read_list(path, n_fields):
     rows = []
-    for number, fields in read_list(str(path), None, "list", error=DataprepError, comments=True):
+    for number, fields in read_list(str(path), None, "list", error=DataprepError, comments=True, empty_ok=True):
         if len(fields) != n_fields or not re.fullmatch(r"[0-9a-fA-F]{32}", fields[-1]):
             # The line may hold a URL with a password in it (which read_fileparts would refuse).
             raise DataprepError(f"{path}:{number}: expected {n_fields} fields ending in an md5 sum, "

@@ -18,7 +18,8 @@ import soundfile
 from tqdm import tqdm
 
 from voxtrainer.data.archives import STATE_DIR, extract_tar, extract_zip, extraction_marker, staging_folder
-from voxtrainer.data.download import fetch_verified, redact_url
+from voxtrainer.data.download import fetch_verified
+from voxtrainer.data.urls import redact_url
 from voxtrainer.data.lists import read_fileparts
 from voxtrainer.data.report import DataprepError
 

@@ -13,7 +13,8 @@ import urllib.parse
 from pathlib import Path
 
 from voxtrainer import log
-from voxtrainer.data.download import Downloader, check_url, file_digest, redact_url
+from voxtrainer.data.download import Downloader, file_digest
+from voxtrainer.data.urls import check_url, redact_url
 from voxtrainer.errors import InputError
 
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")

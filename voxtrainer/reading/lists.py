@@ -15,11 +15,11 @@ PROGRESS_MIN_FILES = 1000  # check_audio_files shows a progress bar from this ma
 UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, as errors="surrogateescape" keeps them
 
 
-def read_list(listfile, fields, what, error=InputError, comments=False):
+def read_list(listfile, fields, what, error=InputError, comments=False, empty_ok=False):
     """Lines of a whitespace-separated list as (line_number, fields); `error` (an InputError type)
-    naming the file and line for a missing or empty file, a line that is not UTF-8 and, when
-    `fields` (the allowed field counts) is given, a line with another count. With `comments`,
-    lines starting with # are skipped."""
+    naming the file and line for a missing file, an empty one (unless `empty_ok`), a line that is
+    not UTF-8 and, when `fields` (the allowed field counts) is given, a line with another count.
+    With `comments`, lines starting with # are skipped."""
     if not os.path.isfile(listfile):
         raise error("%s: %s not found" % (listfile, what))
     rows = []
@@ -38,7 +38,7 @@ def read_list(listfile, fields, what, error=InputError, comments=False):
                 raise error("%s:%d: expected %s fields, found %d: %r" % (
                     listfile, number, " or ".join(map(str, fields)), len(parts), line.rstrip("\n")))
             rows.append((number, parts))
-    if not rows:
+    if not rows and not empty_ok:
         raise error("%s: %s is empty" % (listfile, what))
     return rows
 
