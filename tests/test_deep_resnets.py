@@ -86,7 +86,8 @@ def test_only_wespeakers_statistics_pooling_is_accepted(model):
 # -- WeSpeaker checkpoints ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("model", DEEP)
-def test_a_wespeaker_checkpoint_extracts_wespeakers_embeddings_without_trainfunc(model, checkpoints, reference, audio, tmp_path):
+def test_a_wespeaker_checkpoint_extracts_wespeakers_embeddings_without_trainfunc(model, checkpoints, reference, audio,
+                                                                                 tmp_path):
     folder, files, names = audio
     out = tmp_path / "emb.npz"
     assert trainSpeakerNet.main(["--extract", "--model", model, "--initial_model", checkpoints[model],
@@ -132,8 +133,9 @@ def test_every_wespeaker_architecture_is_named_as_itself_and_no_other(architectu
     from voxtrainer.wespeaker_models import ARCHITECTURES, fits, identify
     shapes = state_shapes(WESPEAKER[architecture]["keys"])
     assert [name for name, fingerprint, _ in ARCHITECTURES if fits(shapes, fingerprint)] == [architecture]
-    embedding = {"CAMPPlus": 512}.get(architecture, 512 if "ERes2Net" in architecture else
-                                      256 if architecture.startswith("ResNet") else 192)
+    # the embed_dim the key lists were read with (WeSpeaker's VoxCeleb configurations)
+    embedding = next(size for prefix, size in (("ResNet", 256), ("ECAPA", 192), ("CAMPPlus", 512), ("ERes2Net", 512),
+                                                ("ReDimNet2", 192)) if architecture.startswith(prefix))
     assert identify(shapes) == (architecture, embedding)
     # what a published file carries besides the network (a front end's buffers) changes nothing
     assert identify(dict(shapes, **{"frontend.mel.weight": (72, 257)})) == (architecture, embedding)

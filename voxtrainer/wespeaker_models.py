@@ -22,7 +22,8 @@ def resnet(layer3_blocks, bottleneck):
 def ecapa(channels, global_context):
     """Channels from the first TDNN layer; GLOB pools with the utterance's mean and deviation
     appended to every frame: three times the attention's input."""
-    return {"layer1.conv.weight": (channels, None, 5), "pool.linear1.weight": (128, 4608 if global_context else 1536, 1)}
+    return {"layer1.conv.weight": (channels, None, 5),
+            "pool.linear1.weight": (128, 4608 if global_context else 1536, 1)}
 
 
 def eres2net(stem_channels, bottleneck_shape):
@@ -48,7 +49,8 @@ ARCHITECTURES = [
     ("ECAPA_TDNN_GLOB_c512", ecapa(512, True), "linear.weight"),
     ("ECAPA_TDNN_c1024", ecapa(1024, False), "linear.weight"),
     ("ECAPA_TDNN_GLOB_c1024", ecapa(1024, True), "linear.weight"),
-    ("CAMPPlus", {"head.conv1.weight": (32, 1, 3, 3), "xvector.tdnn.linear.weight": None}, "xvector.dense.linear.weight"),
+    ("CAMPPlus", {"head.conv1.weight": (32, 1, 3, 3), "xvector.tdnn.linear.weight": None},
+     "xvector.dense.linear.weight"),
     ("ERes2Net34_Base", eres2net(32, (64, 32)), "seg_1.weight"),
     ("ERes2Net34_Large", eres2net(64, (128, 64)), "seg_1.weight"),
     ("ERes2Net34_aug", eres2net(64, (256, 72)), "seg_1.weight"),
