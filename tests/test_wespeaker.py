@@ -176,7 +176,8 @@ def test_a_wespeaker_checkpoint_of_another_architecture_is_one_error_line(audio,
                                    "--extract_list", files, "--test_path", folder, "--extract_out",
                                    str(tmp_path / "emb.npz"), "--eval_frames", "0", "--device", "cpu"])
     assert status == 2 and not (tmp_path / "emb.npz").exists()
-    assert_one_error_line(capsys.readouterr().err, checkpoint, "WeSpeaker checkpoint", "another architecture")
+    assert_one_error_line(capsys.readouterr().err, checkpoint, "WeSpeaker checkpoint", "another architecture",
+                          "holds a WeSpeaker ResNet34 (256-d embedding; --model ResNet34)")
 
 
 def test_export_without_trainfunc_writes_the_unnormalised_embedding_network(tmp_path):

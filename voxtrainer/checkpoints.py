@@ -15,6 +15,7 @@ from voxtrainer import log
 from voxtrainer.atomic import atomic_output, write_failure
 from voxtrainer.errors import InputError, first_line
 from voxtrainer.experiment import ExperimentFolder
+from voxtrainer.wespeaker_models import describe, identify
 
 
 class DamagedCheckpoint(InputError):
@@ -99,9 +100,12 @@ def load_parameters(module, path, required_prefix="__S__.", fresh_head=False):
         details = "; ".join("%s: %s" % (kind, ", ".join(names[:3]) + (" ..." if len(names) > 3 else ""))
                             for kind, names in required.items() if names)
         flags = "--model/--encoder_type/--nOut" + ("" if required_prefix else "/--trainfunc/--nClasses")
+        held = wespeaker_network_held(loaded)
         if plain:
             raise InputError("%s: a WeSpeaker checkpoint (a plain model state_dict) of another architecture than "
-                             "this --model/--channels/--nOut (%s)" % (path, details))
+                             "this --model/--channels/--nOut: it holds %s (%s)" % (path, describe(held), details))
+        if identify(held):  # this project's checkpoint of a WeSpeaker network: name it too
+            details = "it holds %s; %s" % (describe(held), details)
         raise InputError("%s: does not fit this %s (%s)" % (path, flags, details))
     non_finite = [name for name, value in loaded.items() if name.startswith(required_prefix)
                   and value.is_floating_point() and not torch.isfinite(value).all()]
@@ -124,6 +128,12 @@ def load_parameters(module, path, required_prefix="__S__.", fresh_head=False):
         for name, value in loaded.items():
             if name in own and own[name].shape == value.shape:
                 own[name].copy_(value)
+
+
+def wespeaker_network_held(loaded):
+    """The embedding network's tensor shapes by WeSpeaker's key names (the `__S__.` prefix off),
+    for naming what a refused checkpoint holds (voxtrainer.wespeaker_models)."""
+    return {name[len("__S__."):]: tuple(value.shape) for name, value in loaded.items() if name.startswith("__S__.")}
 
 
 # ---------------------------------------------------------------------------------------------
