@@ -400,6 +400,7 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
     from voxtrainer.datasets import make_train_loader
     from voxtrainer.evaluation import evaluate_list
     from voxtrainer.experiment import exclusive_run, prepare_folder
+    from voxtrainer.input_length import whole_file_checker
     from voxtrainer.lists import TestList, TrainList, leakage_warning, leave_out_by_duration
     from voxtrainer.plugins import load_plugin
     from voxtrainer.training import Run, train
@@ -414,13 +415,16 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
     if args.max_frames < 1:
         raise InputError("--max_frames %d: a training crop needs at least 1 frame" % args.max_frames)
     check_padding(args.short_crop_padding, net.protocol)
+    net.check_eval_frames(args.max_frames, "--max_frames")
+    whole_file_check = whole_file_checker(args.eval_frames, net.protocol, net.check_eval_frames(args.eval_frames),
+                                          args.model)
     train_list = TrainList(args.train_list, args.train_path)
     if args.min_train_seconds is not None or args.max_train_seconds is not None:
         train_list, note = leave_out_by_duration(train_list, args.min_train_seconds, args.max_train_seconds,
                                                  progress=dist_env.is_main)
         log.info(note)  # before a possible error about speakers the filter left with too few utterances
     test_list = TestList(args.test_list, args.test_path)
-    test_list.check_audio()
+    test_list.check_audio(check_length=whole_file_check)
     leakage = leakage_warning(train_list, test_list)
     loss_class = load_plugin("loss", args.trainfunc)
     if loss_class.classifies_speakers and nClasses < train_list.num_speakers:

@@ -49,10 +49,11 @@ def check_files_exist(paths, listfile, root_flag, shown=5):
             listfile, len(missing), examples, root_flag))
 
 
-def check_audio_files(paths, listfile, progress=True, what="audio"):
+def check_audio_files(paths, listfile, progress=True, what="audio", check_length=None):
     """Read the header of every unique file of (line_number, path) pairs (voxtrainer.audio.audio_info);
     InputError `<listfile>:<line>: <file>: <problem>` for the first bad one in list order (8 kHz,
-    stereo, empty or unreadable). A progress bar (stderr) for lists of PROGRESS_MIN_FILES files or more."""
+    stereo, empty or unreadable, or refused by `check_length(path, samples)`, e.g. too short for a
+    whole-file evaluation). A progress bar (stderr) for lists of PROGRESS_MIN_FILES files or more."""
     from tqdm import tqdm
 
     from voxtrainer.audio import audio_info
@@ -64,7 +65,9 @@ def check_audio_files(paths, listfile, progress=True, what="audio"):
     try:
         for path, number in bar:
             try:
-                audio_info(path)
+                samples = audio_info(path)
+                if check_length is not None:
+                    check_length(path, samples)
             except InputError as error:
                 raise InputError("%s:%d: %s" % (listfile, number, error.line))
     finally:
@@ -169,10 +172,12 @@ class TestList:
         """(first line naming it, path under test_path) of every unique file, in list order."""
         return [(number, os.path.join(self.test_path, name)) for name, number in self.first_line.items()]
 
-    def check_audio(self, progress=True):
-        """InputError for the first file (in list order) that is not 16 kHz mono audio with samples,
-        naming the list, the line and the file: for a trainer to call before the first epoch."""
-        check_audio_files(self.paths_with_line_numbers(), self.listfile, progress, what="test audio")
+    def check_audio(self, progress=True, check_length=None):
+        """InputError for the first file (in list order) that is not 16 kHz mono audio with samples
+        (or that `check_length(path, samples)` refuses), naming the list, the line and the file: for a
+        trainer to call before the first epoch."""
+        check_audio_files(self.paths_with_line_numbers(), self.listfile, progress, what="test audio",
+                          check_length=check_length)
 
 
 def leakage_warning(train_list, test_list):

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from voxtrainer import checkpoints, inference
-from voxtrainer.audio import check_protocol, crop_waveform, loadWAV
+from voxtrainer.audio import check_protocol, crop_waveform, read_audio
 from voxtrainer.datasets import EvalDataset
+from voxtrainer.input_length import check_crop_frames, check_whole_file, shortest_input
 from voxtrainer.plugins import load_plugin, model_protocol
 
 
@@ -24,6 +25,7 @@ class SpeakerNet(nn.Module):
     def __init__(self, model, trainfunc=None, nOut=512, encoder_type="SAP", nClasses=5994, protocol=None, **kwargs):
         super().__init__()
         self.protocol = check_protocol(protocol or model_protocol(model))
+        self.model_name, self.shortest = model, None  # shortest: found on first use (shortest_input)
         self.__S__ = load_plugin("models", model)(nOut=nOut, encoder_type=encoder_type, **kwargs)
         if not trainfunc:
             # The embedding network alone (--eval/--extract/--export of a checkpoint, e.g. a
@@ -94,9 +96,11 @@ class SpeakerNet(nn.Module):
         if crops_per_batch is None:
             crops_per_batch = 20 if self.device.type == "cpu" else 40
         per_file = 1 if eval_frames == 0 else num_eval
+        shortest = self.check_eval_frames(eval_frames)
         num_workers = inference.loader_processes(self.device, eval_frames, num_workers)
+        dataset = EvalDataset(paths, eval_frames, num_eval, self.protocol, shortest, self.model_name)
         loader = torch.utils.data.DataLoader(
-            EvalDataset(paths, eval_frames, num_eval, self.protocol), batch_size=None, num_workers=num_workers,
+            dataset, batch_size=None, num_workers=num_workers,
             prefetch_factor=inference.prefetch_factor(crops_per_batch, num_workers) if num_workers > 0 else None)
         outputs, indices, pending, pending_count, total = [], [], [], 0, 0
 
@@ -124,19 +128,35 @@ class SpeakerNet(nn.Module):
             return torch.zeros(0, per_file, 0)
         return torch.cat(outputs)[torch.stack(indices)]
 
+    def shortest_input(self):
+        """The fewest samples __S__ embeds (voxtrainer.input_length.shortest_input), found once."""
+        if self.shortest is None:
+            self.shortest = shortest_input(self.__S__, "--model %s" % self.model_name)
+        return self.shortest
+
+    def check_eval_frames(self, eval_frames, flag="--eval_frames"):
+        """InputError naming `flag` when eval crops of `eval_frames` frames are too short for __S__;
+        the shortest input in samples otherwise."""
+        shortest = self.shortest_input()
+        check_crop_frames(eval_frames, flag, shortest, self.model_name)
+        return shortest
+
     @torch.no_grad()
     def embed(self, waveform_or_path, eval_frames=0, num_eval=10):
         """One embedding (nOut,) for a 16 kHz file path or a 1-D int16-range waveform (whatever the
         protocol: the 2021 one scales it as it scales files): the mean of
         its eval-crop embeddings (each normalised when the loss scores normalised embeddings), the
         crops being those evaluation cuts (eval_frames 0: the whole audio as one crop)."""
-        if isinstance(waveform_or_path, (str, os.PathLike)):
-            crops = loadWAV(os.fspath(waveform_or_path), eval_frames, evalmode=True, num_eval=num_eval,
-                            protocol=self.protocol)
+        is_path = isinstance(waveform_or_path, (str, os.PathLike))
+        if is_path:
+            waveform = read_audio(os.fspath(waveform_or_path))
         else:
             waveform = numpy.asarray(waveform_or_path, dtype=numpy.float32).reshape(-1)
-            crops = crop_waveform(waveform, eval_frames, evalmode=True, num_eval=num_eval,
-                                  protocol=self.protocol)
+        shortest = self.check_eval_frames(eval_frames)
+        if eval_frames == 0:
+            check_whole_file(os.fspath(waveform_or_path) if is_path else "the waveform", waveform.shape[0],
+                             self.protocol, shortest, self.model_name)
+        crops = crop_waveform(waveform, eval_frames, evalmode=True, num_eval=num_eval, protocol=self.protocol)
         self.eval()
         return self.embed_crops(crops).mean(dim=0).cpu()
 
