@@ -338,7 +338,8 @@ def test_training_with_every_recipe_option_runs_with_three_classes_per_speaker_a
                           "--max_epoch", "1", "--test_interval", "1", "--nDataLoaderThread", "0",
                           "--speed_perturb", "--dither", "1.0", "--min_train_seconds", "0.5",
                           "--max_train_seconds", "30", "--short_crop_padding", "repeat"])
-    assert "0 of 8 utterances outside [0.5, 30] s left out" in capsys.readouterr().out
+    assert ("duration filter [0.5, 30] s: 8 utterances of 4 speakers left; left out 0 of 8 (0 shorter, 0 longer)"
+            in capsys.readouterr().out)
     saved = torch.load(next((tmp_path / "model").glob("*.model")), map_location="cpu", weights_only=False)
     heads = [tensor for name, tensor in saved.items() if name.startswith("__L__") and tensor.dim() == 2]
     assert heads and all(12 in tensor.shape for tensor in heads)
