@@ -536,7 +536,7 @@ def run(argv, seen):
     import torch
     from voxtrainer import log
     from voxtrainer.distributed import Distributed
-    from voxtrainer.network import SpeakerNet
+    from voxtrainer.network import build_speaker_net
     from voxtrainer.plugins import load_plugin
     dist_env = Distributed(args.distributed, use_cuda=args.device != "cpu" and torch.cuda.is_available())
     log.quiet_console(not dist_env.is_main)
@@ -555,16 +555,13 @@ def run(argv, seen):
             log.info("--finetune: a loss head of %d classes, one per speaker of %s" % (args.nClasses,
                                                                                       args.train_list))
         nClasses, nPerSpeaker = resolve_group_sizes(args, loss_class)
-        try:
-            net = SpeakerNet(model=args.model, trainfunc=args.trainfunc, nOut=args.nOut,
-                             encoder_type=args.encoder_type, nClasses=head_classes(nClasses, args.speed_perturb),
-                             margin=args.margin,
-                             scale=args.scale, hard_rank=args.hard_rank, hard_prob=args.hard_prob,
-                             n_mels=args.n_mels, log_input=args.log_input, protocol=args.protocol,
-                             channels=args.channels, variant=args.variant, subcenters=args.subcenters, intertopk=args.intertopk,
-                             intertopk_margin=args.intertopk_margin).to(device)
-        except ValueError as error:  # e.g. an unknown --encoder_type
-            raise InputError(str(error))
+        net = build_speaker_net(model=args.model, trainfunc=args.trainfunc, nOut=args.nOut,
+                                encoder_type=args.encoder_type, nClasses=head_classes(nClasses, args.speed_perturb),
+                                margin=args.margin,
+                                scale=args.scale, hard_rank=args.hard_rank, hard_prob=args.hard_prob,
+                                n_mels=args.n_mels, log_input=args.log_input, protocol=args.protocol,
+                                channels=args.channels, variant=args.variant, subcenters=args.subcenters,
+                                intertopk=args.intertopk, intertopk_margin=args.intertopk_margin).to(device)
         if not args.export:  # exported files are traced from the contiguous layout
             net = net.to(memory_format=runtime.preferred_memory_format(device))
             net.set_eval_precision(args.eval_precision)

@@ -12,8 +12,11 @@ from tqdm import tqdm
 from voxtrainer import checkpoints, inference
 from voxtrainer.audio import check_protocol, crop_waveform, read_audio
 from voxtrainer.datasets import EvalDataset
+from voxtrainer.errors import InputError, first_line
 from voxtrainer.input_length import check_crop_frames, check_whole_file, shortest_input
 from voxtrainer.plugins import load_plugin, model_protocol
+
+SIZE_OPTIONS = ("nOut", "n_mels", "channels", "nClasses")  # the options that size a network's layers
 
 
 class SpeakerNet(nn.Module):
@@ -176,3 +179,17 @@ class SpeakerNet(nn.Module):
     def loadParameters(self, path):
         """An original or project checkpoint (voxtrainer.checkpoints.load_parameters's policy)."""
         checkpoints.load_parameters(self, path)
+
+
+def build_speaker_net(model, **options):
+    """SpeakerNet(model, **options) for the command line: a model's refusal of an option (ValueError,
+    e.g. an unknown --encoder_type) or a size beyond the machine's memory (a huge --nOut or
+    --channels) is an InputError."""
+    try:
+        return SpeakerNet(model, **options)
+    except ValueError as error:
+        raise InputError(str(error))
+    except (RuntimeError, MemoryError) as error:
+        sizes = ", ".join("--%s %s" % (name, options[name]) for name in SIZE_OPTIONS if name in options)
+        raise InputError("--model %s cannot be built with %s (%s)" % (
+            model, sizes or "these options", first_line(error, type(error).__name__)))
