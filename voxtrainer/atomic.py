@@ -69,7 +69,7 @@ def check_writable(path, flag):
 
 def write_text(path, text):
     """`text` into `path`, atomically."""
-    with atomic_output(path) as temporary, open(temporary, "w") as handle:
+    with atomic_output(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:
         handle.write(text)
 
 
