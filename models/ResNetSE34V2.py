@@ -42,4 +42,9 @@ class ResNetSE34V2(ChannelAttentionEmbeddingModel, SEResNetStages):
 
 
 def MainModel(nOut=256, encoder_type="SAP", n_mels=40, log_input=True, **kwargs):
+    if n_mels % 8:
+        # Three stride-2 stages leave ceil(n_mels / 8) rows, and the 2021 model sizes its pooling for
+        # int(n_mels / 8): only multiples of 8 agree (the 2021 trainer crashed on the others).
+        raise ValueError("--n_mels %d: ResNetSE34V2 needs a multiple of 8 (its pooling takes n_mels / 8 rows; "
+                         "the published model has 64)" % n_mels)
     return ResNetSE34V2(nOut=nOut, encoder_type=encoder_type, n_mels=n_mels, log_input=log_input)

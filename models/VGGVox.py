@@ -5,6 +5,8 @@ import torch.nn as nn
 from models.frontend import LogMelInstanceNorm
 from models.pooling import PooledEmbeddingModel
 
+LAST_KERNEL_ROWS = 4
+
 
 def conv_bn_relu(in_channels, out_channels, **conv_args):
     return [nn.Conv2d(in_channels, out_channels, **conv_args), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
@@ -34,5 +36,17 @@ class VGGVox(PooledEmbeddingModel):
         return self.embed(x.squeeze(2))
 
 
-def MainModel(nOut=512, encoder_type="SAP", **kwargs):
-    return VGGVox(nOut=nOut, encoder_type=encoder_type, **kwargs)
+def pooled_rows(n_mels):
+    """Frequency rows left for the last convolution, whose (4, 1) kernel must span exactly all of them:
+    the 5x5 stride-2 convolution (padding 1) and the two 3x3 stride-2 max-pools reduce them."""
+    rows = (n_mels + 2 - 5) // 2 + 1
+    for _ in range(2):
+        rows = (rows - 3) // 2 + 1
+    return rows
+
+
+def MainModel(nOut=512, encoder_type="SAP", n_mels=40, **kwargs):
+    if pooled_rows(n_mels) != LAST_KERNEL_ROWS:
+        raise ValueError("--n_mels %d: VGGVox is built for 40 mel bands (39 to 46 leave the 4 rows its last "
+                         "convolution spans)" % n_mels)
+    return VGGVox(nOut=nOut, encoder_type=encoder_type, n_mels=n_mels, **kwargs)

@@ -222,7 +222,7 @@ def test_dither_is_drawn_after_the_crops_and_does_not_move_them(train_list):
 
 def test_the_duration_filter_leaves_out_utterances_outside_the_range_and_says_how_many(train_list):
     kept, note = leave_out_by_duration(train_list, 0.4, 1.2, progress=False)
-    assert note == "6 of 12 utterances outside [0.4, 1.2] s left out"
+    assert note == "duration filter [0.4, 1.2] s: 6 utterances of 3 speakers left; left out 6 of 12 (3 shorter, 3 longer)"
     assert [path.rsplit("/", 1)[1] for path in kept.files] == ["s%d_%d.wav" % (s, u) for s in range(3) for u in (1, 2)]
     assert kept.labels == [0, 0, 1, 1, 2, 2] and kept.num_speakers == 3
     assert len(train_list.files) == 12  # the list it was given is unchanged
@@ -230,9 +230,18 @@ def test_the_duration_filter_leaves_out_utterances_outside_the_range_and_says_ho
 
 def test_either_bound_alone_and_bounds_are_inclusive(train_list):
     assert leave_out_by_duration(train_list, min_seconds=1.0, progress=False)[1] == \
-        "6 of 12 utterances outside [1, inf] s left out"
+        "duration filter [1, inf] s: 6 utterances of 3 speakers left; left out 6 of 12 (6 shorter, 0 longer)"
     assert leave_out_by_duration(train_list, max_seconds=0.25, progress=False)[1] == \
-        "9 of 12 utterances outside [0, 0.25] s left out"
+        "duration filter [0, 0.25] s: 3 utterances of 3 speakers left; left out 9 of 12 (0 shorter, 9 longer)"
+
+
+def test_the_duration_filter_names_speakers_it_leaves_without_an_utterance(train_list, tmp_path):
+    listfile = tmp_path / "with_a_short_speaker.txt"
+    listfile.write_text(open(train_list.listfile).read() + "spk9 s0_0.wav\nspk8 s1_0.wav\n")
+    kept, note = leave_out_by_duration(TrainList(str(listfile), str(tmp_path)), min_seconds=0.4, progress=False)
+    assert note == ("duration filter [0.4, inf] s: 9 utterances of 3 speakers left; left out 5 of 14 (5 shorter, "
+                    "0 longer) and every utterance of 2 speaker(s), e.g. spk8")
+    assert kept.num_speakers == 5  # their classes stay: a speaker's class does not depend on the filter
 
 
 def test_the_filtered_list_names_only_the_files_it_keeps(train_list):
@@ -331,7 +340,8 @@ def test_training_with_every_recipe_option_runs_with_three_classes_per_speaker_a
                           "--max_epoch", "1", "--test_interval", "1", "--nDataLoaderThread", "0",
                           "--speed_perturb", "--dither", "1.0", "--min_train_seconds", "0.5",
                           "--max_train_seconds", "30", "--short_crop_padding", "repeat"])
-    assert "0 of 8 utterances outside [0.5, 30] s left out" in capsys.readouterr().out
+    assert ("duration filter [0.5, 30] s: 8 utterances of 4 speakers left; left out 0 of 8 (0 shorter, 0 longer)"
+            in capsys.readouterr().out)
     saved = torch.load(next((tmp_path / "model").glob("*.model")), map_location="cpu", weights_only=False)
     heads = [tensor for name, tensor in saved.items() if name.startswith("__L__") and tensor.dim() == 2]
     assert heads and all(12 in tensor.shape for tensor in heads)

@@ -2,6 +2,7 @@
 or kill -9 never leaves a truncated file where a complete one (or none) was."""
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -41,16 +42,41 @@ def write_failure(path, error):
     return "cannot write %s (%s%s); the previous file, if any, is unchanged" % (path, reason, space)
 
 
+def make_parent_folder(path):
+    """Create the missing folders above `path`; InputError naming it when a file is in the way."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    except OSError as error:
+        raise InputError(write_failure(path, error)) from error
+
+
+def check_writable(path, flag):
+    """InputError naming `flag` and `path` when no file can be written there (a folder in its place,
+    a file where one of its folders should be, no permission), for a command to call before the
+    work whose result it is; missing folders are created, as the writers would."""
+    try:
+        if os.path.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, "a folder is in its place")
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        probe = "%s.tmp%d" % (path, os.getpid())  # a name remove_stale_temporaries knows
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as error:
+        raise InputError("%s %s: cannot write there (%s)" % (
+            flag, path, error.strerror or first_line(error, type(error).__name__))) from error
+
+
 def write_text(path, text):
     """`text` into `path`, atomically."""
-    with atomic_output(path) as temporary, open(temporary, "w") as handle:
+    with atomic_output(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:
         handle.write(text)
 
 
 def save_npz(path, **arrays):
     """numpy.savez into `path`, atomically (its folder created when missing)."""
     import numpy
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    make_parent_folder(path)
     with atomic_output(path) as temporary, open(temporary, "wb") as handle:
         numpy.savez(handle, **arrays)  # a handle, not a name: savez would append .npz to a name
 

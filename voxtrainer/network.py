@@ -8,8 +8,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from voxtrainer import checkpoints
+from voxtrainer.errors import InputError, first_line
+from voxtrainer.reading.input_length import check_crop_frames, shortest_input
 from voxtrainer.plugins import load_plugin, model_protocol
 from voxtrainer.reading.audio import check_protocol
+
+SIZE_OPTIONS = ("nOut", "n_mels", "channels", "nClasses")  # the options that size a network's layers
 
 
 class SpeakerNet(nn.Module):
@@ -22,6 +26,7 @@ class SpeakerNet(nn.Module):
         super().__init__()
         self.protocol = check_protocol(protocol or model_protocol(model))
         self.eval_precision = "fp32"  # of every embedding (set_eval_precision)
+        self.model_name, self.shortest = model, None  # shortest: found on first use (shortest_input)
         self.__S__ = load_plugin("models", model)(nOut=nOut, encoder_type=encoder_type, **kwargs)
         if not trainfunc:
             # The embedding network alone (--eval/--extract/--export of a checkpoint, e.g. a
@@ -82,6 +87,21 @@ class SpeakerNet(nn.Module):
         from voxtrainer.inference.embedding import embed
         return embed(self, waveform_or_path, eval_frames, num_eval)
 
+    # -- the shortest input ----------------------------------------------------------------------
+
+    def shortest_input(self):
+        """The fewest samples __S__ embeds (voxtrainer.reading.input_length.shortest_input), found once."""
+        if self.shortest is None:
+            self.shortest = shortest_input(self.__S__, "--model %s" % self.model_name)
+        return self.shortest
+
+    def check_eval_frames(self, eval_frames, flag="--eval_frames"):
+        """InputError naming `flag` when eval crops of `eval_frames` frames are too short for __S__;
+        the shortest input in samples otherwise."""
+        shortest = self.shortest_input()
+        check_crop_frames(eval_frames, flag, shortest, self.model_name)
+        return shortest
+
     def evaluateFromList(self, listfilename, test_path="", eval_frames=300, num_eval=10, num_workers=0,
                          progress=True, print_interval=None):
         """The seed's method: (scores, labels, trials) of a `label enrol test` list, in list order
@@ -98,3 +118,17 @@ class SpeakerNet(nn.Module):
     def loadParameters(self, path):
         """An original or project checkpoint (voxtrainer.checkpoints.load_parameters's policy)."""
         checkpoints.load_parameters(self, path)
+
+
+def build_speaker_net(model, **options):
+    """SpeakerNet(model, **options) for the command line: a model's refusal of an option (ValueError,
+    e.g. an unknown --encoder_type) or a size beyond the machine's memory (a huge --nOut or
+    --channels) is an InputError."""
+    try:
+        return SpeakerNet(model, **options)
+    except ValueError as error:
+        raise InputError(str(error))
+    except (RuntimeError, MemoryError) as error:
+        sizes = ", ".join("--%s %s" % (name, options[name]) for name in SIZE_OPTIONS if name in options)
+        raise InputError("--model %s cannot be built with %s (%s)" % (
+            model, sizes or "these options", first_line(error, type(error).__name__)))

@@ -91,16 +91,13 @@ def warn_unused_options(explicit, chosen):
 def build_network(args, nClasses, device):
     """The SpeakerNet of the flags on `device`, in the layout and evaluation precision of the device
     (an exported network is traced from the contiguous layout)."""
-    from voxtrainer.network import SpeakerNet
-    try:
-        net = SpeakerNet(model=args.model, trainfunc=args.trainfunc, nOut=args.nOut,
-                         encoder_type=args.encoder_type, nClasses=head_classes(nClasses, args.speed_perturb),
-                         margin=args.margin, scale=args.scale, hard_rank=args.hard_rank, hard_prob=args.hard_prob,
-                         n_mels=args.n_mels, log_input=args.log_input, protocol=args.protocol,
-                         channels=args.channels, variant=args.variant, subcenters=args.subcenters,
-                         intertopk=args.intertopk, intertopk_margin=args.intertopk_margin).to(device)
-    except ValueError as error:  # e.g. an unknown --encoder_type
-        raise InputError(str(error))
+    from voxtrainer.network import build_speaker_net
+    net = build_speaker_net(model=args.model, trainfunc=args.trainfunc, nOut=args.nOut,
+                            encoder_type=args.encoder_type, nClasses=head_classes(nClasses, args.speed_perturb),
+                            margin=args.margin, scale=args.scale, hard_rank=args.hard_rank, hard_prob=args.hard_prob,
+                            n_mels=args.n_mels, log_input=args.log_input, protocol=args.protocol,
+                            channels=args.channels, variant=args.variant, subcenters=args.subcenters,
+                            intertopk=args.intertopk, intertopk_margin=args.intertopk_margin).to(device)
     if not args.export:
         net = net.to(memory_format=runtime.preferred_memory_format(device))
         net.set_eval_precision(args.eval_precision)

@@ -16,7 +16,7 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
     from voxtrainer.scoring.evaluation import evaluate_list
     from voxtrainer.training.loop import Run, train
     check_training_flags(args)
-    train_list, leakage = read_lists(args, net.protocol, progress=dist_env.is_main)
+    train_list, leakage = read_lists(args, net, progress=dist_env.is_main)
     loss_class = load_plugin("loss", args.trainfunc)
     if loss_class.classifies_speakers and nClasses < train_list.num_speakers:
         raise InputError("--nClasses %d: %s has %d speakers, and --trainfunc %s needs a class for each (the seed "
@@ -76,19 +76,24 @@ def check_training_flags(args):
         raise InputError("--margin_start_epoch needs --margin_end_epoch (the first epoch at the full --margin)")
 
 
-def read_lists(args, protocol, progress):
+def read_lists(args, net, progress):
     """(the train list, after the duration filter, and the leakage warning or None); the test list
-    and its audio are checked here too, so that an error in it costs no training time."""
+    and its audio (whole files long enough for the network when --eval_frames is 0) are checked here
+    too, so that an error in it costs no training time."""
     from voxtrainer.reading.audio import check_padding
+    from voxtrainer.reading.input_length import whole_file_checker
     from voxtrainer.reading.lists import TestList, TrainList, leakage_warning, leave_out_by_duration
-    check_padding(args.short_crop_padding, protocol)
+    check_padding(args.short_crop_padding, net.protocol)
+    net.check_eval_frames(args.max_frames, "--max_frames")
+    whole_file_check = whole_file_checker(args.eval_frames, net.protocol, net.check_eval_frames(args.eval_frames),
+                                          args.model)
     train_list = TrainList(args.train_list, args.train_path)
     if args.min_train_seconds is not None or args.max_train_seconds is not None:
         train_list, note = leave_out_by_duration(train_list, args.min_train_seconds, args.max_train_seconds,
                                                  progress=progress)
         log.info(note)  # before a possible error about speakers the filter left with too few utterances
     test_list = TestList(args.test_list, args.test_path)
-    test_list.check_audio()
+    test_list.check_audio(check_length=whole_file_check)
     return train_list, leakage_warning(train_list, test_list)
 
 

@@ -38,6 +38,7 @@ from tqdm import tqdm
 from voxtrainer.atomic import write_text
 from voxtrainer.data.convert import convert_files
 from voxtrainer.data.report import BadInput, note
+from voxtrainer.reading.lists import UNDECODABLE  # os.walk keeps bytes that are not UTF-8 the same way
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".m4a")
 AUDIO_FOLDER = "wav"   # under --save_path: the root of both lists' paths
@@ -97,33 +98,96 @@ def check_folders(folder, save_path, root):
 
 
 def find_recordings(folder):
-    """Audio files under DIR/<speaker>/ (any depth; hidden files and folders skipped), as sorted
-    POSIX paths relative to DIR. Files directly in DIR have no speaker: a warning names them."""
-    found, loose, spaced = [], [], []
-    for current, folders, files in os.walk(folder):
-        folders[:] = sorted(name for name in folders if not name.startswith("."))
+    """Audio files under DIR/<speaker>/ (any depth; hidden files and folders and other files skipped),
+    as sorted POSIX paths relative to DIR. Symbolic links are followed, each folder read once (a link
+    loop or a second link to a folder already read is skipped with a warning). Files directly in DIR
+    (no speaker) and speaker folders without recordings are named in a warning; links to nothing,
+    names that are not UTF-8 and paths with spaces (which the lists cannot hold) are a BadInput."""
+    found = []
+    odd = {"loose": [], "repeated": [], "dangling": [], "not_utf8": [], "spaced": []}
+    visited = {os.path.realpath(folder)}
+    for current, folders, files in os.walk(folder, followlinks=True):
         relative = Path(current).relative_to(folder)
+        folders[:] = folders_to_read(Path(current), relative, folders, visited, odd)
         for name in sorted(files):
-            if name.startswith(".") or not name.lower().endswith(AUDIO_SUFFIXES):
+            if name.startswith(".") or not (name.lower().endswith(AUDIO_SUFFIXES) or
+                                            is_dangling_folder_link(Path(current) / name)):
                 continue
             path = (relative / name).as_posix()
-            if relative == Path("."):
-                loose.append(name)
-            elif any(char.isspace() for char in path):
-                spaced.append(path)
-            else:
-                found.append(path)
-    if loose:
-        note(f"warning: {len(loose)} recording(s) directly in {folder} ignored (no speaker folder): "
-             f"{', '.join(loose)}")
-    if spaced:
-        # The lists are whitespace-separated: such a path would be read as two fields.
-        raise BadInput(f"{folder}: {len(spaced)} path(s) contain spaces, which the lists cannot hold; rename "
-                       f"them: {', '.join(spaced)}")
+            kind = odd_recording(Path(current) / name, relative, path)
+            (odd[kind] if kind else found).append(path)
+    report_odd_paths(folder, odd)
     if not found:
         raise BadInput(f"{folder}: no recordings ({', '.join(AUDIO_SUFFIXES)}) in speaker folders "
                        f"{folder}/<speaker>/...")
+    speakers = {path.split("/", 1)[0] for path in found}
+    empty = sorted(name for name in os.listdir(folder) if not name.startswith(".") and name not in speakers
+                   and (folder / name).is_dir() and name not in odd["repeated"])
+    if empty:
+        note(f"warning: {len(empty)} speaker folder(s) without recordings ignored: {shown(empty)}")
     return sorted(found)
+
+
+def folders_to_read(current, relative, folders, visited, odd):
+    """The sorted, non-hidden subfolders of `current` not read before (by their real path); links to
+    nothing and folders already read are noted in `odd`."""
+    kept = []
+    for name in sorted(name for name in folders if not name.startswith(".")):
+        path = (relative / name).as_posix()
+        real = os.path.realpath(current / name)
+        if not os.path.isdir(real):
+            odd["dangling"].append(path)
+        elif real in visited:
+            odd["repeated"].append(path)
+        else:
+            visited.add(real)
+            kept.append(name)
+    return kept
+
+
+def is_dangling_folder_link(path):
+    """A link to nothing without a file suffix: os.walk lists it as a file, but it was most likely a
+    folder (a speaker moved or unmounted)."""
+    return path.is_symlink() and not path.exists() and not path.suffix
+
+
+def odd_recording(full_path, relative, path):
+    """Why the recording at `path` cannot be listed ("loose", "dangling", "not_utf8", "spaced"), or None."""
+    if not full_path.exists():
+        return "dangling"
+    if relative == Path("."):
+        return "loose"
+    if UNDECODABLE.search(path):
+        return "not_utf8"
+    if any(char.isspace() for char in path):
+        return "spaced"
+    return None
+
+
+def shown(paths):
+    """Paths for a message: bytes that are not UTF-8 as \\x escapes."""
+    return ", ".join(os.fsencode(path).decode("utf-8", "backslashreplace") for path in paths)
+
+
+def report_odd_paths(folder, odd):
+    """The warnings and the BadInput of find_recordings, from the paths it set aside."""
+    if odd["loose"]:
+        note(f"warning: {len(odd['loose'])} recording(s) directly in {folder} ignored (no speaker folder): "
+             f"{shown(odd['loose'])}")
+    if odd["repeated"]:
+        note(f"warning: {len(odd['repeated'])} folder(s) skipped, being links to folders already read (or a link "
+             f"loop): {shown(odd['repeated'])}")
+    if odd["dangling"]:
+        raise BadInput(f"{folder}: {len(odd['dangling'])} symbolic link(s) to nothing; fix or remove them: "
+                       f"{shown(odd['dangling'])}")
+    if odd["not_utf8"]:
+        # The lists are UTF-8 text, which the trainer reads (voxtrainer.reading.lists): such a name cannot be written.
+        raise BadInput(f"{folder}: {len(odd['not_utf8'])} path(s) are not UTF-8, which the lists are; rename "
+                       f"them: {shown(odd['not_utf8'])}")
+    if odd["spaced"]:
+        # The lists are whitespace-separated: such a path would be read as two fields.
+        raise BadInput(f"{folder}: {len(odd['spaced'])} path(s) contain spaces, which the lists cannot hold; rename "
+                       f"them: {shown(odd['spaced'])}")
 
 
 def group_by_speaker(recordings):

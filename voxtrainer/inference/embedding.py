@@ -10,8 +10,9 @@ import torch
 from tqdm import tqdm
 
 from voxtrainer.inference.embedder import embedder_for, loader_processes, prefetch_factor, unique_crops
-from voxtrainer.reading.audio import crop_waveform, loadWAV
+from voxtrainer.reading.audio import crop_waveform, read_audio
 from voxtrainer.reading.datasets import EvalDataset
+from voxtrainer.reading.input_length import check_whole_file
 
 
 @torch.no_grad()
@@ -39,9 +40,11 @@ def embed_files(net, paths, eval_frames, num_eval=10, num_workers=0, crops_per_b
     if crops_per_batch is None:
         crops_per_batch = 20 if device.type == "cpu" else 40
     per_file = 1 if eval_frames == 0 else num_eval
+    shortest = net.check_eval_frames(eval_frames)
     num_workers = loader_processes(device, eval_frames, num_workers)
+    dataset = EvalDataset(paths, eval_frames, num_eval, net.protocol, shortest, net.model_name)
     loader = torch.utils.data.DataLoader(
-        EvalDataset(paths, eval_frames, num_eval, net.protocol), batch_size=None, num_workers=num_workers,
+        dataset, batch_size=None, num_workers=num_workers,
         prefetch_factor=prefetch_factor(crops_per_batch, num_workers) if num_workers > 0 else None)
     outputs, indices, pending, pending_count, total = [], [], [], 0, 0
 
@@ -76,11 +79,15 @@ def embed(net, waveform_or_path, eval_frames=0, num_eval=10):
     protocol: the 2021 one scales it as it scales files): the mean of its eval-crop embeddings
     (each normalised when the loss scores normalised embeddings), the crops being those evaluation
     cuts (eval_frames 0: the whole audio as one crop)."""
-    if isinstance(waveform_or_path, (str, os.PathLike)):
-        crops = loadWAV(os.fspath(waveform_or_path), eval_frames, evalmode=True, num_eval=num_eval,
-                        protocol=net.protocol)
+    is_path = isinstance(waveform_or_path, (str, os.PathLike))
+    if is_path:
+        waveform = read_audio(os.fspath(waveform_or_path))
     else:
         waveform = numpy.asarray(waveform_or_path, dtype=numpy.float32).reshape(-1)
-        crops = crop_waveform(waveform, eval_frames, evalmode=True, num_eval=num_eval, protocol=net.protocol)
+    shortest = net.check_eval_frames(eval_frames)
+    if eval_frames == 0:
+        check_whole_file(os.fspath(waveform_or_path) if is_path else "the waveform", waveform.shape[0],
+                         net.protocol, shortest, net.model_name)
+    crops = crop_waveform(waveform, eval_frames, evalmode=True, num_eval=num_eval, protocol=net.protocol)
     net.eval()
     return embed_crops(net, crops).mean(dim=0).cpu()

@@ -9,7 +9,6 @@ the whole file as one crop (as --eval_frames 0)."""
 
 import copy
 import math
-import os
 import warnings
 from typing import NamedTuple
 
@@ -20,7 +19,7 @@ import torch.nn.functional as F
 
 from models.frontend import LinearSpectrogramInstanceNorm, LogMelInstanceNorm, PreEmphasisLogMel, normalised_mel
 from voxtrainer import log
-from voxtrainer.atomic import atomic_output
+from voxtrainer.atomic import atomic_output, check_writable, make_parent_folder
 from voxtrainer.errors import InputError
 
 FORMATS = ("onnx", "torchscript")
@@ -171,7 +170,7 @@ def export(net, fmt, path):
         raise InputError("--export %s: use one of %s" % (fmt, ", ".join(FORMATS)))
     net.eval()
     network = EmbeddingNetwork(net)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    make_parent_folder(path)
     with atomic_output(path) as temporary:
         (export_onnx if fmt == "onnx" else export_torchscript)(network, temporary)
         check = example_waveform(batch=1, samples=EXAMPLE_SAMPLES + 4321, seed=1)
@@ -186,6 +185,7 @@ def export(net, fmt, path):
 
 def export_checkpoint(net, checkpoint, fmt, out):
     """--export: load `checkpoint` into `net` and write its embedding network to `out`."""
+    check_writable(out, "--export_out")
     net.loadParameters(checkpoint)
     net.cpu()
     difference, size = export(net, fmt, out)

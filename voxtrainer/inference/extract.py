@@ -5,7 +5,7 @@ import os
 import numpy
 
 from voxtrainer import log
-from voxtrainer.atomic import save_npz
+from voxtrainer.atomic import check_writable, save_npz
 from voxtrainer.reading.lists import read_path_list
 
 
@@ -14,6 +14,7 @@ def extract_embeddings(net, checkpoint, extract_list, root, eval_frames, out, wi
     eval-crop embeddings (normalised when the loss scores normalised embeddings), and with
     `with_crops` also `crop_embeddings` (files, crops, nOut)."""
     names = read_path_list(extract_list, root, "--test_path", "extract list")
+    check_writable(out, "--extract_out")
     net.loadParameters(checkpoint)
     log.info("Model %s loaded!" % checkpoint)
     crops = net.embed_files([os.path.join(root, name) for name in names], eval_frames, num_workers=num_workers)

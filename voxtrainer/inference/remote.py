@@ -6,6 +6,8 @@ the final name); this module only decides where the file lives and what it must 
 is printed every time, so that a run's log says exactly which weights it used; with
 --initial_model_sha256 it is checked, and a download that does not match is removed."""
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -60,6 +62,37 @@ def local_model(initial_model, cache_dir, sha256, retries=RETRIES, retry_wait=RE
         raise InputError("cannot create the model cache %s: %s (choose another --model_cache)" % (
             folder, error.strerror or error))
     path = folder / cached_name(url)
+    with cache_lock(folder, url):
+        return cached_or_downloaded(url, path, expected, Downloader(
+            None, retries, retry_wait, timeout, hint=URL_HINT, refuse_web_pages=True))
+
+
+@contextlib.contextmanager
+def cache_lock(folder, url):
+    """Hold the cache folder's lock (flock on the folder itself, so that no lock file is left in it)
+    for the block: two runs fetching into one cache at once would otherwise append to the same
+    partial download. The second waits, saying so, then finds the file cached. The kernel drops the
+    lock of a killed process."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError as error:
+        raise InputError("cannot open the model cache %s: %s (choose another --model_cache)" % (
+            folder, error.strerror or error))
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("--initial_model %s: waiting for another run using the model cache %s" % (
+                redact_url(url), folder))
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def cached_or_downloaded(url, path, expected, downloader):
+    """The cached file at `path` when it is there and hashes to `expected` (None: anything), else
+    `url` downloaded there (a partial download resumed); the cache lock held."""
     if path.is_file():
         actual = file_digest(path, "sha256")
         if expected is None or actual == expected:
@@ -67,8 +100,7 @@ def local_model(initial_model, cache_dir, sha256, retries=RETRIES, retry_wait=RE
             return str(path)
         log.warning("%s: sha256 %s, not --initial_model_sha256 %s; fetching it again" % (path, actual, expected))
         path.unlink()
-    log.info("Downloading --initial_model %s into %s" % (redact_url(url), folder))
-    downloader = Downloader(None, retries, retry_wait, timeout, hint=URL_HINT, refuse_web_pages=True)
+    log.info("Downloading --initial_model %s into %s" % (redact_url(url), path.parent))
     digests = []  # computed once, while the download still has its temporary name
     downloader.download(url, path, validate=lambda partial: digests.append(
         check_sha256(partial, expected, url, remove=True)))

@@ -9,9 +9,10 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from voxtrainer.reading import perturb
-from voxtrainer.reading.audio import check_padding, load_random_crop, loadWAV
+from voxtrainer.reading.audio import check_padding, crop_waveform, load_random_crop, read_audio
 from voxtrainer.errors import InputError
 from voxtrainer.inference.embedder import unique_crops
+from voxtrainer.reading.input_length import check_whole_file
 
 class Group(NamedTuple):
     """One sampler item: utterances of one speaker and the seed of their random crops."""
@@ -187,14 +188,20 @@ class EvalDataset(Dataset):
     """Unique test files -> their distinct eval crops and where each eval crop is among them:
     (unique (n, samples), index (num_eval,)), the crops being unique[index]. A file no longer than
     one crop is padded to one crop and all its eval crops are that crop: n = 1
-    (voxtrainer.inference.embedder.unique_crops). Cut by the audio `protocol`. Whole-file crops (eval_frames 0): one crop, index [0]."""
+    (voxtrainer.inference.embedder.unique_crops). Cut by the audio `protocol`. Whole-file crops (eval_frames 0): one crop,
+    index [0]; a file too short for the network (`shortest` samples, for `model`) is an InputError naming it."""
 
-    def __init__(self, paths, eval_frames, num_eval, protocol="2020"):
+    def __init__(self, paths, eval_frames, num_eval, protocol="2020", shortest=1, model="?"):
         self.paths, self.eval_frames, self.num_eval, self.protocol = paths, eval_frames, num_eval, protocol
+        self.shortest, self.model = shortest, model
 
     def __len__(self):
         return len(self.paths)
 
     def __getitem__(self, index):
-        return unique_crops(loadWAV(self.paths[index], self.eval_frames, evalmode=True, num_eval=self.num_eval,
-                                    protocol=self.protocol))
+        path = self.paths[index]
+        audio = read_audio(path)
+        if self.eval_frames == 0:
+            check_whole_file(path, audio.shape[0], self.protocol, self.shortest, self.model)
+        return unique_crops(crop_waveform(audio, self.eval_frames, evalmode=True, num_eval=self.num_eval,
+                                          protocol=self.protocol))

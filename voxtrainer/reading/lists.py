@@ -52,10 +52,11 @@ def check_files_exist(paths, listfile, root_flag, shown=5):
             listfile, len(missing), examples, root_flag))
 
 
-def check_audio_files(paths, listfile, progress=True, what="audio"):
+def check_audio_files(paths, listfile, progress=True, what="audio", check_length=None):
     """Read the header of every unique file of (line_number, path) pairs (voxtrainer.reading.audio.audio_info);
     InputError `<listfile>:<line>: <file>: <problem>` for the first bad one in list order (8 kHz,
-    stereo, empty or unreadable). A progress bar (stderr) for lists of PROGRESS_MIN_FILES files or more."""
+    stereo, empty or unreadable, or refused by `check_length(path, samples)`, e.g. too short for a
+    whole-file evaluation). A progress bar (stderr) for lists of PROGRESS_MIN_FILES files or more."""
     from tqdm import tqdm
 
     from voxtrainer.reading.audio import audio_info
@@ -67,7 +68,9 @@ def check_audio_files(paths, listfile, progress=True, what="audio"):
     try:
         for path, number in bar:
             try:
-                audio_info(path)
+                samples = audio_info(path)
+                if check_length is not None:
+                    check_length(path, samples)
             except InputError as error:
                 raise InputError("%s:%d: %s" % (listfile, number, error.line))
     finally:
@@ -120,21 +123,38 @@ def durations_of(paths, progress=True):
 
 def leave_out_by_duration(train_list, min_seconds=None, max_seconds=None, progress=True):
     """(the train list without the utterances shorter than `min_seconds` or longer than
-    `max_seconds`, the line to print: "N of M utterances outside [a, b] s left out"), as WeSpeaker's
-    filter (processor.filter) drops short utterances. Labels keep their speaker's index in the whole
-    list, as WeSpeaker's spk2id, so a speaker's class does not depend on the filter. InputError when
-    no utterance is left."""
+    `max_seconds`, the line to print: the list after filtering and what was dropped, duration_note),
+    as WeSpeaker's filter (processor.filter) drops short utterances. Labels keep their speaker's index
+    in the whole list, as WeSpeaker's spk2id, so a speaker's class does not depend on the filter.
+    InputError when no utterance is left."""
     if min_seconds is not None and max_seconds is not None and min_seconds > max_seconds:
         raise InputError("--min_train_seconds %g is above --max_train_seconds %g" % (min_seconds, max_seconds))
     low = 0.0 if min_seconds is None else min_seconds
     high = float("inf") if max_seconds is None else max_seconds
-    keep = [index for index, seconds in enumerate(durations_of(train_list.files, progress))
-            if low <= seconds <= high]
+    durations = durations_of(train_list.files, progress)
+    keep = [index for index, seconds in enumerate(durations) if low <= seconds <= high]
     if not keep:
         raise InputError("%s: all %d utterances are outside [%g, %g] s; widen --min_train_seconds/"
                          "--max_train_seconds" % (train_list.listfile, len(train_list.files), low, high))
-    return train_list.subset(keep), "%d of %d utterances outside [%g, %g] s left out" % (
-        len(train_list.files) - len(keep), len(train_list.files), low, high)
+    kept = train_list.subset(keep)
+    return kept, duration_note(train_list, kept, durations, low, high)
+
+
+def duration_note(whole, kept, durations, low, high):
+    """What the duration filter left, then what it dropped: "duration filter [a, b] s: N utterances of
+    S speakers left; left out D of M (d1 shorter, d2 longer)" and the speakers it left with no
+    utterance, the first named (their classes stay, untrained)."""
+    shorter = sum(seconds < low for seconds in durations)
+    longer = sum(seconds > high for seconds in durations)
+    speakers_left = set(kept.labels)
+    line = "duration filter [%g, %g] s: %d utterances of %d speakers left; left out %d of %d (%d shorter, %d longer)" % (
+        low, high, len(kept.files), len(speakers_left), shorter + longer, len(whole.files), shorter, longer)
+    present = set(whole.labels)
+    lost = sorted(speaker for speaker, label in whole.speaker_index.items()
+                  if label in present and label not in speakers_left)
+    if lost:
+        line += " and every utterance of %d speaker(s), e.g. %s" % (len(lost), lost[0])
+    return line
 
 
 class TestList:
@@ -172,10 +192,12 @@ class TestList:
         """(first line naming it, path under test_path) of every unique file, in list order."""
         return [(number, os.path.join(self.test_path, name)) for name, number in self.first_line.items()]
 
-    def check_audio(self, progress=True):
-        """InputError for the first file (in list order) that is not 16 kHz mono audio with samples,
-        naming the list, the line and the file: for a trainer to call before the first epoch."""
-        check_audio_files(self.paths_with_line_numbers(), self.listfile, progress, what="test audio")
+    def check_audio(self, progress=True, check_length=None):
+        """InputError for the first file (in list order) that is not 16 kHz mono audio with samples
+        (or that `check_length(path, samples)` refuses), naming the list, the line and the file: for a
+        trainer to call before the first epoch."""
+        check_audio_files(self.paths_with_line_numbers(), self.listfile, progress, what="test audio",
+                          check_length=check_length)
 
 
 def leakage_warning(train_list, test_list):
