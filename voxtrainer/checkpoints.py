@@ -176,10 +176,13 @@ def training_state(optimizer, scheduler, scaler, identity):
     return parts
 
 
-def save_checkpoint(net, state_parts, epoch, model_dir):
-    """Training state first, then the model: the newest .model always has a complete .state."""
+def save_checkpoint(net, state_parts, epoch, model_dir, records=None):
+    """Training state first, then the model: the newest .model always has a complete .state.
+    `records`: more entries of the .state that resuming reads but does not restore (the epoch's
+    figures: voxtrainer.epoch_results)."""
     path = model_file(model_dir, epoch)
-    state = {"epoch": torch.tensor(epoch), **{name: part.get() for name, part in state_parts.items()}}
+    state = {"epoch": torch.tensor(epoch), **{name: part.get() for name, part in state_parts.items()},
+             **(records or {})}
     atomic_torch_save(state, state_file(path))
     save_state_dict(net, path)
     return path

@@ -122,7 +122,7 @@ CURVES = "curves"  # result/curves.png, and result/curves.json: the series it pl
 
 
 def curve_series(history):
-    """The plotted series of a run's per-epoch history (records of voxtrainer.training.epoch_record):
+    """The plotted series of a run's per-epoch history (records of voxtrainer.epoch_results.epoch_record):
     {name: ([epochs], [values])}; the validation series hold only the epochs that were evaluated."""
     def series(key, evaluated=False):
         chosen = [record for record in history if not evaluated or record.get("veer") is not None]
@@ -159,7 +159,7 @@ def curves_figure(history, train_metric_name="training accuracy or EER (%)"):
 
 def write_curves(history, result_dir, train_metric_name="training accuracy or EER (%)"):
     """result_dir/curves.png and curves.json (the plotted series, and the history they come from,
-    which a resumed run reads back: voxtrainer.training.read_history), both atomically; returns the
+    which a resumed run reads back: voxtrainer.epoch_results.read_history), both atomically; returns the
     PNG's path."""
     import json
     from voxtrainer.atomic import write_text

@@ -15,10 +15,10 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from voxtrainer import checkpoints, log
-from voxtrainer.atomic import write_text
 from voxtrainer.distributed import RANK_DUMP_ENV, broadcast_buffers, dump_rank_state, finite_on_all_ranks, world
+from voxtrainer.epoch_results import (FIGURES_KEY, EpochFigures, evaluate_epoch, finish_pending_evaluation,
+                                      read_history, record_epoch)
 from voxtrainer.errors import InputError, first_line
-from voxtrainer.metrics import P_TARGETS, min_dcf_line, min_dcfs
 from voxtrainer.runtime import autocast_dtype
 
 
@@ -197,35 +197,6 @@ def freeze_embedding_network(net, frozen):
     return net.__S__ if frozen else None
 
 
-def epoch_record(epoch, lr, result, eer=None, dcfs=None):
-    """One epoch of the run's history (what the training curves plot): JSON-ready values; `eer` and
-    `dcfs` (metrics.min_dcfs) of the epoch's evaluation, None when it had none."""
-    record = {"epoch": epoch, "lr": lr, "loss": result.loss, "train_metric": result.metric,
-              "veer": None if eer is None else float(eer)}
-    for p_target in P_TARGETS:
-        record["min_dcf_%g" % p_target] = None if dcfs is None else dcfs[p_target]
-    return record
-
-
-def read_history(result_dir, first_epoch):
-    """The history of the epochs before `first_epoch` that an earlier run of this folder wrote
-    with its curves (result/curves.json), so that a resumed run's curves start at epoch 1; later
-    epochs (a killed run's, not kept by any checkpoint) are dropped."""
-    import json
-    from voxtrainer.reports import CURVES
-    path = os.path.join(result_dir, CURVES + ".json")
-    if first_epoch <= 1 or not os.path.isfile(path):
-        return []
-    try:
-        with open(path) as handle:
-            history = json.load(handle)["history"]
-        return [record for record in history if int(record["epoch"]) < first_epoch]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        log.warning("%s: unreadable (%s); the training curves start at epoch %d" % (
-            path, type(error).__name__, first_epoch))
-        return []
-
-
 def current_lr(optimizer):
     return max(group["lr"] for group in optimizer.param_groups)
 
@@ -301,8 +272,9 @@ class Run(NamedTuple):
 
 def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evaluate, dist_env, margin_schedule=None):
     """Train epochs until run.max_epoch; `evaluate()` gives the Evaluation of the test list. Every run.test_interval epochs and after the last the
-    model is saved (with its training state) and then evaluated, so a failing evaluation never
-    costs the trained epochs. Returns the last EER (or None). The scheduler steps once per epoch;
+    model is saved (with its training state and the epoch's figures) and then evaluated, so a failing
+    evaluation never costs the trained epochs; one that a kill cut short is finished first when the
+    run resumes (voxtrainer.epoch_results). Returns the last EER (or None). The scheduler steps once per epoch;
     one that declares `per_batch` (and `margin_schedule`, if any) is set before every step instead
     (voxtrainer.schedules), from the position alone, which a resumed run recomputes exactly."""
     started = time.time()
@@ -329,8 +301,10 @@ def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evalu
         scores.write("IT 0, untrained, VEER %2.4f" % untrained_eer)
 
     per_batch = [schedule for schedule in (scheduler, margin_schedule) if getattr(schedule, "per_batch", False)]
-    last_saved, eer = None, None
+    last_saved = None
     try:
+        eer = finish_pending_evaluation(run.save_path, first_epoch, evaluate, history, scores,
+                                        run.train_metric_name, dist_env.is_main)
         for epoch in range(first_epoch, run.max_epoch + 1):
             sampler.set_epoch(epoch)
             for schedule in per_batch:  # so that the line below shows the epoch's first LR
@@ -357,28 +331,16 @@ def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evalu
             if os.environ.get(RANK_DUMP_ENV):
                 dump_rank_state(net, sampler, epoch, dist_env.rank, dist_env.world_size, result_dir)
 
-            line = "LR %f, TEER/TAcc %2.2f, TLOSS %f" % (lr, result.metric, result.loss)
+            figures = EpochFigures(lr, result.loss, result.metric, result.steps)
             evaluation, dcfs = None, None
             if epoch % run.test_interval == 0 or epoch == run.max_epoch:
                 if dist_env.is_main:
-                    last_saved = checkpoints.save_checkpoint(net, state_parts, epoch, model_dir)
-                log.info("%s %d Evaluating..." % (time.strftime("%Y-%m-%d %H:%M:%S"), epoch))
-                evaluation = evaluate()
+                    last_saved = checkpoints.save_checkpoint(net, state_parts, epoch, model_dir,
+                                                             {FIGURES_KEY: figures._asdict()})
+                evaluation, dcfs = evaluate_epoch(epoch, evaluate, result_dir, dist_env.is_main)
                 eer = evaluation.eer
-                line += ", VEER %2.4f" % eer
-                if dist_env.is_main:
-                    dcfs = min_dcfs(evaluation.scores, evaluation.labels)
-                    log.info(min_dcf_line(dcfs))
-                    write_text(os.path.join(model_dir, "model%09d.eer" % epoch), "%.4f" % eer)
-                    from voxtrainer.reports import write_reports
-                    write_reports(evaluation.scores, evaluation.labels, result_dir, "model%09d" % epoch)
             if dist_env.is_main:  # only the main process keeps and writes the history
-                history.append(epoch_record(epoch, lr, result, evaluation and evaluation.eer, dcfs))
-                if evaluation is not None:
-                    from voxtrainer.reports import write_curves
-                    write_curves(history, result_dir, run.train_metric_name)
-            log.info("%s %s" % (time.strftime("%Y-%m-%d %H:%M:%S"), line))
-            scores.write("IT %d, %s" % (epoch, line))
+                record_epoch(epoch, figures, evaluation, dcfs, history, scores, result_dir, run.train_metric_name)
     finally:
         scores.close()
     if eer is not None:

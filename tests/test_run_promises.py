@@ -1,0 +1,76 @@
+"""A training run's promises: every trained evaluation epoch ends with its scores.txt line and its
+.eer whenever a kill comes; a resume that changes a setting of training is refused or warned about
+naming the flag and both values; degenerate flags and fine-tuning options that cannot take effect
+are one line, exit status 2."""
+
+import os
+import sys
+
+import pytest
+
+import trainSpeakerNet
+from conftest import ROOT, assert_one_error_line, train_killed_and_resumed, training_flags
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def flags(demo, save_path, *extra):
+    return training_flags(demo, save_path, "--model", "ResNetSE34L", "--trainfunc", "angleproto", "--nSpeakers", "2",
+                          *extra, max_frames=50)
+
+
+def refused(capsys, argv, *needles):
+    assert trainSpeakerNet.main(argv) == 2
+    return assert_one_error_line(capsys.readouterr().err, *needles)
+
+
+def score_lines(save_path):
+    return [line for line in open(os.path.join(save_path, "result", "scores.txt")) if line.startswith("IT ")]
+
+
+# -- an evaluation cut short by a kill ----------------------------------------------------------
+
+@pytest.fixture
+def slow_test_list(demo, tmp_path):
+    """The demo test list's trials over COPIES links to each of its files: an evaluation that lasts
+    long enough for a kill to land in it."""
+    copies = 40
+    root = tmp_path / "slow_test"
+    trials = [line.split() for line in open(demo.test_list)]
+    lines = []
+    for copy in range(copies):
+        for label, enrol, test in trials:
+            for name in (enrol, test):
+                link = root / str(copy) / name
+                if not link.exists():
+                    link.parent.mkdir(parents=True, exist_ok=True)
+                    link.symlink_to(os.path.join(demo.test_path, name))
+            lines.append("%s %d/%s %d/%s" % (label, copy, enrol, copy, test))
+    (tmp_path / "slow_test_list.txt").write_text("\n".join(lines) + "\n")
+    return str(tmp_path / "slow_test_list.txt"), str(root)
+
+
+def test_a_kill_during_an_epochs_evaluation_loses_neither_its_line_nor_its_eer(demo, slow_test_list, tmp_path):
+    test_list, test_path = slow_test_list
+
+    def command(save_path):
+        return [sys.executable, os.path.join(ROOT, "trainSpeakerNet.py"),
+                *flags(demo, save_path, "--max_epoch", "3", "--test_list", test_list, "--test_path", test_path)]
+
+    def killed_inside_the_evaluation(save_path):
+        assert (save_path / "model" / "model000000001.model").exists()
+        assert not (save_path / "model" / "model000000001.eer").exists()
+
+    resumed = train_killed_and_resumed(command, tmp_path / "a", tmp_path / "b", killed_after_epoch=1, last_epoch=3,
+                                       kill_delay=0, after_kill=killed_inside_the_evaluation)
+    assert "Epoch 1 was saved but its evaluation never finished" in resumed
+    assert score_lines(tmp_path / "b") == score_lines(tmp_path / "a")
+    assert [line.split(",")[0] for line in score_lines(tmp_path / "b")] == ["IT 1", "IT 2", "IT 3"]
+    for epoch in (1, 2, 3):
+        name = "model/model%09d.eer" % epoch
+        assert (tmp_path / "b" / name).read_text() == (tmp_path / "a" / name).read_text()
+    final = "model/model000000003.model"
+    assert (tmp_path / "a" / final).read_bytes() == (tmp_path / "b" / final).read_bytes()
+    import json
+    history = json.load(open(tmp_path / "b" / "result" / "curves.json"))["history"]
+    assert [record["epoch"] for record in history] == [1, 2, 3]
