@@ -402,6 +402,7 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
     from voxtrainer.experiment import exclusive_run, prepare_folder
     from voxtrainer.lists import TestList, TrainList, leakage_warning, leave_out_by_duration
     from voxtrainer.plugins import load_plugin
+    from voxtrainer.resume_settings import run_settings
     from voxtrainer.training import Run, train
     # Everything that can be checked is checked here, before the first epoch.
     if not args.train_list or not args.test_list:
@@ -460,14 +461,12 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
                                         protocol=net.protocol, padding=args.short_crop_padding,
                                         speed_perturb=args.speed_perturb, num_classes=nClasses, dither=args.dither)
     scaler = torch.amp.GradScaler(device.type, enabled=args.mixedprec and device.type == "cuda")
-    identity = {"model": args.model, "encoder_type": args.encoder_type, "nOut": args.nOut,
-                "trainfunc": args.trainfunc, "n_mels": args.n_mels, "log_input": args.log_input,
-                "protocol": net.protocol}
-    if loss_class.classifies_speakers:
-        identity["nClasses"] = head_classes(nClasses, args.speed_perturb)
-    # Named only when used, so that the runs of before keep their identity.
-    identity.update({name: getattr(args, name) for name, off in MODERN_HEAD_DEFAULTS.items()
-                     if getattr(args, name) != off})
+    # What a resumed run is compared on (voxtrainer.resume_settings), with the values in force.
+    in_force = dict(vars(args), protocol=net.protocol, nPerSpeaker=nPerSpeaker,
+                    nClasses=head_classes(nClasses, args.speed_perturb))
+    if not loss_class.classifies_speakers:
+        del in_force["nClasses"]  # no classes: the count is unused
+    identity = run_settings(in_force)
     run = Run(args.model, identity, args.lr, args.initial_model, args.save_path, args.max_epoch, args.test_interval,
               args.mixedprec, args.eval_untrained, settings=vars(args), compile=args.compile,
               finetune=args.finetune, freeze_epochs=args.freeze_epochs,
@@ -488,11 +487,6 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
         log.info("%d utterances of %d speakers, %d batches of %d x %d per epoch" % (
             len(train_list.files), train_list.num_speakers, len(sampler), args.batch_size, nPerSpeaker))
         train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evaluate, dist_env, margin_schedule)
-
-
-# The loss-head settings of the modern recipes, at their off values; those in use are part of a run's
-# identity, since a resumed run must have the same head.
-MODERN_HEAD_DEFAULTS = {"subcenters": 1, "intertopk": 0}
 
 
 def modern_options(package, name, **options):

@@ -74,3 +74,78 @@ def test_a_kill_during_an_epochs_evaluation_loses_neither_its_line_nor_its_eer(d
     import json
     history = json.load(open(tmp_path / "b" / "result" / "curves.json"))["history"]
     assert [record["epoch"] for record in history] == [1, 2, 3]
+
+
+# -- resuming with other settings -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained(demo, tmp_path_factory):
+    """A run of two saved epochs (Adam, steplr)."""
+    save_path = tmp_path_factory.mktemp("trained")
+    assert trainSpeakerNet.main(flags(demo, save_path, "--max_epoch", "2")) == 0
+    return save_path
+
+
+def copy_run(source, destination):
+    import shutil
+    shutil.copytree(source, destination)
+    os.remove(destination / ".lock")
+    return destination
+
+
+def as_saved_before_the_settings_table(run):
+    """The newest .state rewritten as the trainer saved it before every setting of training was
+    saved: its "run" entry held the network's and the loss head's settings only."""
+    import torch
+    path = run / "model" / "model000000002.state"
+    state = torch.load(path, weights_only=True)
+    old_identity = ("model", "encoder_type", "nOut", "trainfunc", "n_mels", "log_input", "protocol")
+    state["run"] = {name: state["run"][name] for name in old_identity}
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize("flag, value, old", [("--optimizer", "sgd", "adam"), ("--scheduler", "warmup_exp", "steplr")])
+def test_resuming_with_another_optimizer_or_scheduler_is_refused_naming_both(demo, trained, tmp_path, capsys, flag,
+                                                                              value, old):
+    run = copy_run(trained, tmp_path / "run")
+    refused(capsys, flags(demo, run, "--max_epoch", "3", flag, value), "cannot resume",
+            "%s %s (the run has %s)" % (flag, value, old))
+
+
+def test_a_state_saved_before_the_settings_table_refuses_another_optimizer_in_one_line(demo, trained, tmp_path,
+                                                                                       capsys):
+    run = copy_run(trained, tmp_path / "run")
+    as_saved_before_the_settings_table(run)
+    refused(capsys, flags(demo, run, "--max_epoch", "3", "--optimizer", "sgd"), "cannot resume",
+            "saved optimizer state is not of this --optimizer (SGD)", "momentum")
+
+
+def test_a_state_saved_before_the_settings_table_resumes_without_a_warning(demo, trained, tmp_path, capsys):
+    run = copy_run(trained, tmp_path / "run")
+    as_saved_before_the_settings_table(run)
+    assert trainSpeakerNet.main(flags(demo, run, "--max_epoch", "3")) == 0
+    out, err = capsys.readouterr()
+    assert "Resumed from" in out and "WARNING" not in err, err
+
+
+@pytest.mark.parametrize("flag, value, old, effect", [
+    ("--lr_decay", "0.5", "0.95", "the run goes on with 0.95, which its saved optimizer/scheduler state holds"),
+    ("--weight_decay", "0.001", "None", "saved optimizer/scheduler state holds"),
+    ("--margin", "0.3", "1", "in force from the resumed epoch on"),
+    ("--batch_size", "2", "3", "in force from the resumed epoch on"),
+    ("--dither", "1.0", "0.0", "in force from the resumed epoch on"),
+])
+def test_resuming_with_another_recipe_setting_warns_naming_the_flag_and_both_values(demo, trained, tmp_path, capsys,
+                                                                                     flag, value, old, effect):
+    run = copy_run(trained, tmp_path / "run")
+    assert trainSpeakerNet.main(flags(demo, run, "--max_epoch", "3", flag, value)) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if "resuming with" in line]
+    assert len(warnings) == 1, err
+    assert "resuming with %s %s (the run had %s)" % (flag, value, old) in warnings[0] and effect in warnings[0]
+
+
+def test_every_setting_compared_on_resume_is_a_flag_of_the_trainer():
+    from voxtrainer.resume_settings import RESUME_SETTINGS
+    flags_of_the_trainer = {action.dest for action in trainSpeakerNet.build_parser()._actions}
+    assert set(RESUME_SETTINGS) <= flags_of_the_trainer

@@ -153,20 +153,17 @@ class StatePart(NamedTuple):
     set: Callable
 
 
-def training_state(optimizer, scheduler, scaler, identity):
+def training_state(optimizer, scheduler, scaler, settings):
     """Everything besides the weights that a resumed run needs to continue bit-identically, by
-    the name it has in the `.state` file; `identity` (the settings that make the network and
-    its loss head) must be the saved run's."""
-    def check_identity(saved):
-        differing = ["--%s %s (the run has %s)" % (name, identity.get(name), value)
-                     for name, value in sorted(saved.items()) if identity.get(name) != value]
-        if differing:
-            raise InputError("cannot resume: %s; use another --save_path for a new run" % "; ".join(differing))
-
+    the name it has in the `.state` file; `settings` (voxtrainer.resume_settings: those that change
+    training) are compared with the saved run's, which refuses or warns."""
+    from voxtrainer.resume_settings import check_resumed_settings
     parts = {
-        "run": StatePart(lambda: dict(identity), check_identity),
-        "optimizer": StatePart(optimizer.state_dict, optimizer.load_state_dict),
-        "scheduler": StatePart(scheduler.state_dict, scheduler.load_state_dict),
+        "run": StatePart(lambda: dict(settings), lambda saved: check_resumed_settings(saved, settings)),
+        "optimizer": StatePart(optimizer.state_dict, lambda saved: load_fitting_state(
+            optimizer, saved, "--optimizer", lambda state: {key for group in state["param_groups"] for key in group})),
+        "scheduler": StatePart(scheduler.state_dict, lambda saved: load_fitting_state(
+            scheduler, saved, "--scheduler", set)),
         "scaler": StatePart(scaler.state_dict, scaler.load_state_dict),
         "torch_rng": StatePart(torch.get_rng_state, torch.set_rng_state),
         "python_rng": StatePart(random.getstate, random.setstate),
@@ -174,6 +171,20 @@ def training_state(optimizer, scheduler, scaler, identity):
     if torch.cuda.is_available():
         parts["cuda_rng"] = StatePart(torch.cuda.get_rng_state_all, torch.cuda.set_rng_state_all)
     return parts
+
+
+def load_fitting_state(owner, saved, flag, keys):
+    """owner.load_state_dict(saved), unless the saved state is another kind's (a .state of before
+    the optimizer and scheduler were saved by name: voxtrainer.resume_settings): its `keys` both
+    lack some of the owner's own and hold others, as SGD's and Adam's settings do. A state that only
+    lacks or only adds some (another torch version's) is loaded."""
+    own, theirs = keys(owner.state_dict()), keys(saved)
+    if own - theirs and theirs - own:
+        raise InputError("cannot resume: the saved %s state is not of this %s (%s): it holds %s and lacks %s; "
+                         "use another --save_path for a new run" % (
+                             flag[2:], flag, type(owner).__name__, ", ".join(sorted(map(str, theirs - own))[:3]),
+                             ", ".join(sorted(map(str, own - theirs))[:3])))
+    owner.load_state_dict(saved)
 
 
 def save_checkpoint(net, state_parts, epoch, model_dir, records=None):

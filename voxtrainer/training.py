@@ -255,7 +255,7 @@ class ScoreFile:
 class Run(NamedTuple):
     """What a training run is, where it starts and writes, and when it evaluates."""
     model_name: str
-    identity: dict      # the settings that make the network and its loss head: a resumed run must match
+    identity: dict      # the settings that change training (voxtrainer.resume_settings): compared on resume
     lr: float           # the requested initial LR
     initial_model: str  # weights to start from when save_path holds no model yet ("" for none)
     save_path: str
