@@ -12,11 +12,12 @@ import sys
 
 from voxtrainer import runtime  # first: it sets process settings that must precede torch
 from voxtrainer.config import OneLineParser, read_config, real_number, save_config, truth_value, whole_number
-from voxtrainer.errors import InputError, run_command
+from voxtrainer.errors import InputError, out_of_memory_line, run_command
 from voxtrainer.score_norm import METHODS as SCORE_NORMS
 
 DEFAULT_NCLASSES = 5994  # VoxCeleb2 dev speakers: the seed's --nSpeakers default
 DEFAULT_NPERSPEAKER = 2
+MAX_CROP_FRAMES = 360000  # an hour: longer than any utterance of a speaker-verification list
 
 
 def build_parser():
@@ -25,8 +26,8 @@ def build_parser():
     parser.add_argument("--config", type=str, default=None, help="YAML file of flag values; the command line wins")
 
     data = parser.add_argument_group("data")
-    data.add_argument("--max_frames", type=whole_number(0), default=200, help="Frames (10 ms) per training crop")
-    data.add_argument("--eval_frames", type=whole_number(0), default=None,
+    data.add_argument("--max_frames", type=whole_number(0, MAX_CROP_FRAMES), default=200, help="Frames (10 ms) per training crop")
+    data.add_argument("--eval_frames", type=whole_number(0, MAX_CROP_FRAMES), default=None,
                       help="Frames per evaluation crop, 0 = whole file (default: --max_frames, as the seed)")
     data.add_argument("--batch_size", type=whole_number(1), default=200, help="Speakers (groups) per batch")
     data.add_argument("--max_seg_per_spk", type=whole_number(1), default=100, help="Maximum utterances per speaker per epoch")
@@ -38,7 +39,7 @@ def build_parser():
 
     train = parser.add_argument_group("training")
     train.add_argument("--test_interval", type=whole_number(1), default=10, help="Evaluate, decay the LR and save every N epochs")
-    train.add_argument("--max_epoch", type=whole_number(0), default=500, help="Last epoch")
+    train.add_argument("--max_epoch", type=whole_number(1), default=500, help="Last epoch")
     train.add_argument("--trainfunc", type=str, default="", help="Loss: a module name in loss/")
     train.add_argument("--optimizer", type=str, default="adam", help="Optimizer: a module name in optimizer/")
     train.add_argument("--scheduler", type=str, default="steplr", help="LR schedule: a module name in scheduler/")
@@ -48,7 +49,7 @@ def build_parser():
     train.add_argument("--hard_prob", type=real_number(0, 1), default=0.5, help="Hard negative probability (triplet/contrastive)")
     train.add_argument("--hard_rank", type=whole_number(), default=10, help="Hard negative rank (triplet/contrastive)")
     train.add_argument("--margin", type=real_number(), default=1, help="Loss margin")
-    train.add_argument("--scale", type=real_number(), default=15, help="Loss scale (AM/AAM-softmax)")
+    train.add_argument("--scale", type=real_number(0, above=True), default=15, help="Loss scale (AM/AAM-softmax)")
     train.add_argument("--nSpeakers", type=whole_number(1), default=None,
                        help="As the seed: softmax classes for softmax-family losses (default %d), utterances "
                             "per speaker per batch for metric losses (default %d)" % (DEFAULT_NCLASSES,
@@ -56,7 +57,7 @@ def build_parser():
     train.add_argument("--nClasses", type=whole_number(1), default=None, help="Softmax classes (wins over --nSpeakers)")
     train.add_argument("--nPerSpeaker", type=whole_number(1), default=None,
                        help="Utterances per speaker per batch for metric losses (wins over --nSpeakers)")
-    train.add_argument("--seed", type=whole_number(0), default=0, help="Seed of weights, sampling and crops")
+    train.add_argument("--seed", type=whole_number(0, 2 ** 32 - 1), default=0, help="Seed of weights, sampling and crops")
     train.add_argument("--mixedprec", action="store_true", help="fp16 autocast on CUDA, bf16 on CPU")
     train.add_argument("--distributed", action="store_true", help="DistributedDataParallel under torchrun")
     train.add_argument("--eval_untrained", action="store_true",
@@ -414,6 +415,7 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
                          "every parameter it was given to receive a gradient)")
     if args.max_frames < 1:
         raise InputError("--max_frames %d: a training crop needs at least 1 frame" % args.max_frames)
+    check_freezing(args.freeze_epochs, args.max_epoch, args.trainfunc, net)
     check_padding(args.short_crop_padding, net.protocol)
     train_list = TrainList(args.train_list, args.train_path)
     if args.min_train_seconds is not None or args.max_train_seconds is not None:
@@ -428,6 +430,9 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
         raise InputError("--nClasses %d: %s has %d speakers, and --trainfunc %s needs a class for each (the seed "
                          "sets it with --nSpeakers)" % (nClasses, args.train_list, train_list.num_speakers,
                                                        args.trainfunc))
+    if loss_class.utterances_per_speaker is None and nPerSpeaker < 2:
+        raise InputError("--nPerSpeaker %d: --trainfunc %s compares utterances of one speaker within a batch, so it "
+                         "needs at least 2 (the seed sets it with --nSpeakers)" % (nPerSpeaker, args.trainfunc))
     modern_options("loss", args.trainfunc, subcenters=None if args.subcenters == 1 else args.subcenters,
                    intertopk=args.intertopk or None)
     augment = None
@@ -487,6 +492,19 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
         log.info("%d utterances of %d speakers, %d batches of %d x %d per epoch" % (
             len(train_list.files), train_list.num_speakers, len(sampler), args.batch_size, nPerSpeaker))
         train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evaluate, dist_env, margin_schedule)
+
+
+def check_freezing(freeze_epochs, max_epoch, trainfunc, net):
+    """--freeze_epochs where it can take effect: within the run, with a loss head that has weights
+    to train while the embedding network is fixed."""
+    if freeze_epochs > max_epoch:
+        raise InputError("--freeze_epochs %d is beyond --max_epoch %d: the embedding network would never train; "
+                         "give at most --max_epoch (equal to it: only the new head trains)" % (freeze_epochs,
+                                                                                             max_epoch))
+    if freeze_epochs and not any(parameter.requires_grad for parameter in net.__L__.parameters()):
+        raise InputError("--freeze_epochs %d: --trainfunc %s has no weights of its own, so nothing would train "
+                         "while the embedding network is frozen; use a loss with a head (e.g. aamsoftmax, "
+                         "angleproto)" % (freeze_epochs, trainfunc))
 
 
 def modern_options(package, name, **options):
@@ -566,6 +584,11 @@ def run(argv, seen):
             if getattr(args, dest):
                 return mode(args, net, dist_env)
         train_mode(args, net, dist_env, nClasses, nPerSpeaker, device)
+    except (MemoryError, RuntimeError) as error:  # a size no machine holds: a flag's value, one line
+        line = out_of_memory_line(error)
+        if line is None:
+            raise
+        raise InputError(line) from error
     finally:
         dist_env.close()
         log.quiet_console(False)

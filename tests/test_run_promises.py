@@ -149,3 +149,114 @@ def test_every_setting_compared_on_resume_is_a_flag_of_the_trainer():
     from voxtrainer.resume_settings import RESUME_SETTINGS
     flags_of_the_trainer = {action.dest for action in trainSpeakerNet.build_parser()._actions}
     assert set(RESUME_SETTINGS) <= flags_of_the_trainer
+
+
+# -- every flag at its boundaries -------------------------------------------------------------
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--max_epoch", "0"], "--max_epoch: must be at least 1, not 0"),
+    (["--max_epoch", "-1"], "--max_epoch: must be at least 1"),
+    (["--max_epoch", "1.5"], "--max_epoch: expected a whole number"),
+    (["--max_frames", "1000000000"], "--max_frames: must be at most 360000"),
+    (["--eval_frames", "1000000000"], "--eval_frames: must be at most 360000"),
+    (["--batch_size", "-1"], "--batch_size: must be at least 1"),
+    (["--batch_size", "1000000000"], "lower --batch_size"),
+    (["--max_seg_per_spk", "0"], "--max_seg_per_spk: must be at least 1"),
+    (["--test_interval", "0"], "--test_interval: must be at least 1"),
+    (["--nDataLoaderThread", "-1"], "--nDataLoaderThread: must be at least 0"),
+    (["--lr", "inf"], "--lr: must be a finite number"),
+    (["--lr", "-0.1"], "--lr: must be at least 0"),
+    (["--lr", "1e300"], "--lr: must be within float32's range"),
+    (["--lr_decay", "nan"], "--lr_decay: must be a finite number"),
+    (["--weight_decay", "1e39"], "--weight_decay: must be within float32's range"),
+    (["--weight_decay", "abc"], "--weight_decay: expected a number"),
+    (["--hard_prob", "-0.1"], "--hard_prob: must be between 0 and 1"),
+    (["--margin", "inf"], "--margin: must be a finite number"),
+    (["--scale", "0"], "--scale: must be above 0, not 0"),
+    (["--scale", "-5"], "--scale: must be at least 0"),
+    (["--seed", "-1"], "--seed: must be at least 0"),
+    (["--seed", "4294967296"], "--seed: must be at most 4294967295"),
+    (["--nSpeakers", "0"], "--nSpeakers: must be at least 1"),
+    (["--nPerSpeaker", "1"], "--nPerSpeaker 1: --trainfunc angleproto compares utterances of one speaker"),
+    (["--nSpeakers", "1"], "--nPerSpeaker 1: --trainfunc angleproto"),
+    (["--trainfunc", "aamsoftmax", "--nClasses", "1000000000000"], "out of memory: an allocation of"),
+    (["--top_k", "0"], "--top_k: must be at least 1"),
+    (["--dither", "-1"], "--dither: must be at least 0"),
+    (["--momentum", "-1"], "--momentum: must be at least 0"),
+    (["--margin_start_epoch", "-1"], "--margin_start_epoch: must be at least 0"),
+    (["--margin_end_epoch", "0"], "--margin_end_epoch: must be at least 1"),
+    (["--trainfunc", "aamsoftmax", "--nClasses", "6", "--margin_start_epoch", "3", "--margin_end_epoch", "2"],
+     "--margin_start_epoch 3 --margin_end_epoch 2"),
+    (["--subcenters", "0"], "--subcenters: must be at least 1"),
+    (["--intertopk", "-1"], "--intertopk: must be at least 0"),
+    (["--scheduler", "warmup_exp", "--final_lr", "0"], "--final_lr 0 must be above 0"),
+    (["--warmup_epochs", "-1"], "--warmup_epochs: must be at least 0"),
+    (["--lr_reference_batch", "-1"], "--lr_reference_batch: must be at least 0"),
+    (["--average_last", "-1"], "--average_last -1: give the number of saved models"),
+])
+def test_a_flag_beyond_its_boundary_is_one_line_naming_it(demo, tmp_path, capsys, extra, needle):
+    refused(capsys, flags(demo, tmp_path, *extra), needle)
+    assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize("setting, needle", [
+    ("max_epoch: 0", "max_epoch: must be at least 1"), ("max_epoch: '3'", "max_epoch: expected a whole number"),
+    ("seed: null", "seed: expected a whole number"), ("lr: .inf", "lr: must be a finite number"),
+    ("scale: 0", "scale: must be above 0"), ("max_frames: 1000000000", "max_frames: must be at most 360000"),
+    ("lr: 1e400", "lr: must be a finite number"), ("lr: 'fast'", "lr: expected a number"),
+])
+def test_a_yaml_value_beyond_its_flags_boundary_is_one_line_naming_the_file_and_setting(demo, tmp_path, capsys,
+                                                                                        setting, needle):
+    config = tmp_path / "bad.yaml"
+    config.write_text(setting + "\n")
+    refused(capsys, flags(demo, tmp_path, "--config", str(config)), str(config), needle)
+
+
+@pytest.mark.parametrize("setting, dest, value", [
+    ("lr: 1e-3", "lr", 0.001),  # YAML 1.1 reads it as a string; it is the number the command line reads
+    ("verify: [a.wav, b.wav]", "verify", ["a.wav", "b.wav"]),
+])
+def test_yaml_spellings_the_command_line_accepts_are_read_as_it_reads_them(tmp_path, setting, dest, value):
+    config = tmp_path / "good.yaml"
+    config.write_text(setting + "\n")
+    assert getattr(trainSpeakerNet.parse_args(["--config", str(config)]), dest) == value
+
+
+@pytest.mark.parametrize("extra", [
+    ["--trainfunc", "triplet", "--hard_rank", "-1"],  # semi-hard mining, as the original
+    ["--trainfunc", "triplet", "--hard_rank", "1000000"],  # clamped to the batch's negatives
+    ["--max_seg_per_spk", "1000000000"],  # a cap: every utterance is used
+    ["--test_interval", "1000000"],  # the last epoch is evaluated and saved whatever the interval
+])
+def test_extreme_values_with_a_documented_meaning_train_and_evaluate_the_last_epoch(demo, tmp_path, extra):
+    assert trainSpeakerNet.main(flags(demo, tmp_path, *extra)) == 0
+    assert (tmp_path / "model" / "model000000001.eer").exists()
+
+
+# -- fine-tuning options that cannot take effect ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def head_only_checkpoint(trained, tmp_path_factory):
+    import torch
+    state = torch.load(trained / "model" / "model000000001.model", weights_only=True)
+    path = tmp_path_factory.mktemp("head_only") / "head_only.model"
+    torch.save({name: value for name, value in state.items() if name.startswith("__L__.")}, path)
+    return path
+
+
+def test_freeze_epochs_beyond_the_last_epoch_is_refused(demo, trained, tmp_path, capsys):
+    refused(capsys, flags(demo, tmp_path, "--finetune", "--initial_model", str(trained / "model" / "model000000001.model"),
+                          "--freeze_epochs", "5", "--max_epoch", "3"), "--freeze_epochs 5 is beyond --max_epoch 3")
+
+
+def test_freezing_under_a_loss_without_weights_is_refused(demo, trained, tmp_path, capsys):
+    refused(capsys, flags(demo, tmp_path, "--finetune", "--initial_model", str(trained / "model" / "model000000001.model"),
+                          "--freeze_epochs", "1", "--trainfunc", "proto"),
+            "--freeze_epochs 1: --trainfunc proto has no weights of its own")
+
+
+def test_finetuning_from_a_checkpoint_without_an_embedding_network_is_refused(demo, head_only_checkpoint, tmp_path,
+                                                                              capsys):
+    refused(capsys, flags(demo, tmp_path, "--finetune", "--initial_model", str(head_only_checkpoint)),
+            str(head_only_checkpoint), "holds no embedding network (no __S__.* tensors, only a loss head)",
+            "--finetune")

@@ -91,6 +91,10 @@ def load_parameters(module, path, required_prefix="__S__.", fresh_head=False):
         # A network without a loss (--eval/--extract/--export without --trainfunc) ignores the head.
         skipped_head = [name for name in loaded if name.startswith("__L__.")]
         loaded = {name: value for name, value in loaded.items() if not name.startswith("__L__.")}
+    if required_prefix and not any(name.startswith(required_prefix) for name in loaded):
+        raise InputError("%s: holds no embedding network (no %s* tensors%s), which %s" % (
+            path, required_prefix, ", only a loss head" if skipped_head else "",
+            "--finetune starts from" if fresh_head else "evaluation and training start from"))
     own = module.state_dict()
     problems = {"missing": [name for name in own if name not in loaded],
                 "unexpected": [name for name in loaded if name not in own],
