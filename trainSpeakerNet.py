@@ -26,7 +26,8 @@ def build_parser():
     parser.add_argument("--config", type=str, default=None, help="YAML file of flag values; the command line wins")
 
     data = parser.add_argument_group("data")
-    data.add_argument("--max_frames", type=whole_number(0, MAX_CROP_FRAMES), default=200, help="Frames (10 ms) per training crop")
+    data.add_argument("--max_frames", type=whole_number(0, MAX_CROP_FRAMES), default=200,
+                      help="Frames (10 ms) per training crop")
     data.add_argument("--eval_frames", type=whole_number(0, MAX_CROP_FRAMES), default=None,
                       help="Frames per evaluation crop, 0 = whole file (default: --max_frames, as the seed)")
     data.add_argument("--batch_size", type=whole_number(1), default=200, help="Speakers (groups) per batch")
@@ -57,7 +58,8 @@ def build_parser():
     train.add_argument("--nClasses", type=whole_number(1), default=None, help="Softmax classes (wins over --nSpeakers)")
     train.add_argument("--nPerSpeaker", type=whole_number(1), default=None,
                        help="Utterances per speaker per batch for metric losses (wins over --nSpeakers)")
-    train.add_argument("--seed", type=whole_number(0, 2 ** 32 - 1), default=0, help="Seed of weights, sampling and crops")
+    train.add_argument("--seed", type=whole_number(0, 2 ** 32 - 1), default=0,
+                       help="Seed of weights, sampling and crops")
     train.add_argument("--mixedprec", action="store_true", help="fp16 autocast on CUDA, bf16 on CPU")
     train.add_argument("--distributed", action="store_true", help="DistributedDataParallel under torchrun")
     train.add_argument("--eval_untrained", action="store_true",

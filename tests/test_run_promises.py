@@ -245,13 +245,15 @@ def head_only_checkpoint(trained, tmp_path_factory):
 
 
 def test_freeze_epochs_beyond_the_last_epoch_is_refused(demo, trained, tmp_path, capsys):
-    refused(capsys, flags(demo, tmp_path, "--finetune", "--initial_model", str(trained / "model" / "model000000001.model"),
-                          "--freeze_epochs", "5", "--max_epoch", "3"), "--freeze_epochs 5 is beyond --max_epoch 3")
+    base = str(trained / "model" / "model000000001.model")
+    refused(capsys, flags(demo, tmp_path, "--finetune", "--initial_model", base, "--freeze_epochs", "5", "--max_epoch",
+                          "3"), "--freeze_epochs 5 is beyond --max_epoch 3")
 
 
 def test_freezing_under_a_loss_without_weights_is_refused(demo, trained, tmp_path, capsys):
-    refused(capsys, flags(demo, tmp_path, "--finetune", "--initial_model", str(trained / "model" / "model000000001.model"),
-                          "--freeze_epochs", "1", "--trainfunc", "proto"),
+    base = str(trained / "model" / "model000000001.model")
+    refused(capsys, flags(demo, tmp_path, "--finetune", "--initial_model", base, "--freeze_epochs", "1", "--trainfunc",
+                          "proto"),
             "--freeze_epochs 1: --trainfunc proto has no weights of its own")
 
 
@@ -260,3 +262,30 @@ def test_finetuning_from_a_checkpoint_without_an_embedding_network_is_refused(de
     refused(capsys, flags(demo, tmp_path, "--finetune", "--initial_model", str(head_only_checkpoint)),
             str(head_only_checkpoint), "holds no embedding network (no __S__.* tensors, only a loss head)",
             "--finetune")
+
+
+def test_a_kill_after_the_score_line_but_before_the_eer_evaluates_again_without_a_second_line(demo, trained,
+                                                                                              tmp_path, capsys):
+    run = copy_run(trained, tmp_path / "run")
+    eer = (run / "model" / "model000000002.eer").read_text()
+    os.remove(run / "model" / "model000000002.eer")
+    assert trainSpeakerNet.main(flags(demo, run, "--max_epoch", "2")) == 0
+    assert "Epoch 2 was saved but its evaluation never finished" in capsys.readouterr().out
+    assert (run / "model" / "model000000002.eer").read_text() == eer
+    assert [line.split(",")[0] for line in score_lines(run)] == ["IT 1", "IT 2"]
+
+
+def test_a_state_saved_before_the_epochs_figures_still_gets_its_line_with_the_eer(demo, trained, tmp_path, capsys):
+    import torch
+    from voxtrainer.epoch_results import FIGURES_KEY
+    run = copy_run(trained, tmp_path / "run")
+    eer = float((run / "model" / "model000000002.eer").read_text())
+    state_path = run / "model" / "model000000002.state"
+    state = torch.load(state_path, weights_only=True)
+    del state[FIGURES_KEY]
+    torch.save(state, state_path)
+    os.remove(run / "model" / "model000000002.eer")
+    scores = run / "result" / "scores.txt"
+    scores.write_text("".join(line for line in open(scores) if not line.startswith("IT 2,")))
+    assert trainSpeakerNet.main(flags(demo, run, "--max_epoch", "2")) == 0
+    assert score_lines(run)[-1] == "IT 2, VEER %2.4f\n" % eer
