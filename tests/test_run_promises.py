@@ -34,7 +34,7 @@ def score_lines(save_path):
 def slow_test_list(demo, tmp_path):
     """The demo test list's trials over COPIES links to each of its files: an evaluation that lasts
     long enough for a kill to land in it."""
-    copies = 40
+    copies = 8
     root = tmp_path / "slow_test"
     trials = [line.split() for line in open(demo.test_list)]
     lines = []
