@@ -12,7 +12,7 @@ import sys
 
 from voxtrainer import runtime  # first: it sets process settings that must precede torch
 from voxtrainer.cli.flags import explicit_flags, parse_args
-from voxtrainer.errors import InputError, run_command
+from voxtrainer.errors import InputError, out_of_memory_line, run_command
 
 # Each mode flag and the module:function that runs it on the network built from the flags; none of
 # them: training.
@@ -73,6 +73,11 @@ def run(argv, seen):
         if modes:
             return mode_function(MODES[modes[0]])(args, net, dist_env)
         mode_function("train:train_mode")(args, net, dist_env, nClasses, nPerSpeaker, device)
+    except (MemoryError, RuntimeError) as error:  # a size no machine holds: a flag's value, one line
+        line = out_of_memory_line(error)
+        if line is None:
+            raise
+        raise InputError(line) from error
     finally:
         dist_env.close()
         log.quiet_console(False)

@@ -64,10 +64,12 @@ def training_flags(demo, save_path, *extra, batch_size=3, max_frames=100):
             "--test_interval", "1", "--nDataLoaderThread", "0", *extra]
 
 
-def train_killed_and_resumed(command, uninterrupted_path, interrupted_path, killed_after_epoch=2, last_epoch=4):
+def train_killed_and_resumed(command, uninterrupted_path, interrupted_path, killed_after_epoch=2, last_epoch=4,
+                             kill_delay=0.3, after_kill=None):
     """Runs `command(save_path)` (a trainSpeakerNet.py process) to the end in one folder, and in
-    another kills it with SIGKILL early in epoch killed_after_epoch + 1, then runs it again there:
-    the resumed run's stdout. The caller compares the two folders."""
+    another kills it with SIGKILL `kill_delay` seconds after model<killed_after_epoch> appears (by
+    default early in the next epoch), calls `after_kill(interrupted_path)` if given, then runs it
+    again there: the resumed run's stdout. The caller compares the two folders."""
     uninterrupted = subprocess.run(command(uninterrupted_path), capture_output=True, text=True, timeout=600)
     assert uninterrupted.returncode == 0, uninterrupted.stderr
     first = subprocess.Popen(command(interrupted_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -75,9 +77,11 @@ def train_killed_and_resumed(command, uninterrupted_path, interrupted_path, kill
     deadline = time.time() + 300
     while not os.path.exists(marker) and time.time() < deadline and first.poll() is None:
         time.sleep(0.05)
-    time.sleep(0.3)  # into the next epoch
+    time.sleep(kill_delay)
     first.send_signal(signal.SIGKILL)
     first.wait()
+    if after_kill is not None:
+        after_kill(interrupted_path)
     assert not os.path.exists(os.path.join(interrupted_path, "model", "model%09d.model" % last_epoch))
     resumed = subprocess.run(command(interrupted_path), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr

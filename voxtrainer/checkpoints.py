@@ -90,6 +90,10 @@ def load_parameters(module, path, required_prefix="__S__.", fresh_head=False):
         # A network without a loss (--eval/--extract/--export without --trainfunc) ignores the head.
         skipped_head = [name for name in loaded if name.startswith("__L__.")]
         loaded = {name: value for name, value in loaded.items() if not name.startswith("__L__.")}
+    if required_prefix and not any(name.startswith(required_prefix) for name in loaded):
+        raise InputError("%s: holds no embedding network (no %s* tensors%s), which %s" % (
+            path, required_prefix, ", only a loss head" if skipped_head else "",
+            "--finetune starts from" if fresh_head else "evaluation and training start from"))
     own = module.state_dict()
     problems = {"missing": [name for name in own if name not in loaded],
                 "unexpected": [name for name in loaded if name not in own],
@@ -144,20 +148,17 @@ class StatePart(NamedTuple):
     set: Callable
 
 
-def training_state(optimizer, scheduler, scaler, identity):
+def training_state(optimizer, scheduler, scaler, settings):
     """Everything besides the weights that a resumed run needs to continue bit-identically, by
-    the name it has in the `.state` file; `identity` (the settings that make the network and
-    its loss head) must be the saved run's."""
-    def check_identity(saved):
-        differing = ["--%s %s (the run has %s)" % (name, identity.get(name), value)
-                     for name, value in sorted(saved.items()) if identity.get(name) != value]
-        if differing:
-            raise InputError("cannot resume: %s; use another --save_path for a new run" % "; ".join(differing))
-
+    the name it has in the `.state` file; `settings` (voxtrainer.training.resume_settings: those that change
+    training) are compared with the saved run's, which refuses or warns."""
+    from voxtrainer.training.resume_settings import check_resumed_settings
     parts = {
-        "run": StatePart(lambda: dict(identity), check_identity),
-        "optimizer": StatePart(optimizer.state_dict, optimizer.load_state_dict),
-        "scheduler": StatePart(scheduler.state_dict, scheduler.load_state_dict),
+        "run": StatePart(lambda: dict(settings), lambda saved: check_resumed_settings(saved, settings)),
+        "optimizer": StatePart(optimizer.state_dict, lambda saved: load_fitting_state(
+            optimizer, saved, "--optimizer", lambda state: {key for group in state["param_groups"] for key in group})),
+        "scheduler": StatePart(scheduler.state_dict, lambda saved: load_fitting_state(
+            scheduler, saved, "--scheduler", set)),
         "scaler": StatePart(scaler.state_dict, scaler.load_state_dict),
         "torch_rng": StatePart(torch.get_rng_state, torch.set_rng_state),
         "python_rng": StatePart(random.getstate, random.setstate),
@@ -167,10 +168,26 @@ def training_state(optimizer, scheduler, scaler, identity):
     return parts
 
 
-def save_checkpoint(net, state_parts, epoch, path):
+def load_fitting_state(owner, saved, flag, keys):
+    """owner.load_state_dict(saved), unless the saved state is another kind's (a .state of before
+    the optimizer and scheduler were saved by name: voxtrainer.training.resume_settings): its `keys` both
+    lack some of the owner's own and hold others, as SGD's and Adam's settings do. A state that only
+    lacks or only adds some (another torch version's) is loaded."""
+    own, theirs = keys(owner.state_dict()), keys(saved)
+    if own - theirs and theirs - own:
+        raise InputError("cannot resume: the saved %s state is not of this %s (%s): it holds %s and lacks %s; "
+                         "use another --save_path for a new run" % (
+                             flag[2:], flag, type(owner).__name__, ", ".join(sorted(map(str, theirs - own))[:3]),
+                             ", ".join(sorted(map(str, own - theirs))[:3])))
+    owner.load_state_dict(saved)
+
+
+def save_checkpoint(net, state_parts, epoch, path, records=None):
     """Training state first, then the model (`path`, an epoch's ExperimentFolder.model_file): the
-    newest .model always has a complete .state."""
-    state = {"epoch": torch.tensor(epoch), **{name: part.get() for name, part in state_parts.items()}}
+    newest .model always has a complete .state. `records`: more entries of the .state that resuming
+    reads but does not restore (the epoch's figures: voxtrainer.training.epoch_results)."""
+    state = {"epoch": torch.tensor(epoch), **{name: part.get() for name, part in state_parts.items()},
+             **(records or {})}
     atomic_torch_save(state, ExperimentFolder.state_file(path))
     save_state_dict(net, path)
     return path

@@ -12,8 +12,11 @@ from voxtrainer.errors import InputError
 ALIASES = {"encoder": "encoder_type"}  # the seed README's spelling
 
 
-def whole_number(minimum=None):
-    """An argparse type: an integer, at least `minimum` when given."""
+FLOAT32_MAX = 3.4028234663852886e38  # every number flag ends up in float32 tensors or arithmetic
+
+
+def whole_number(minimum=None, maximum=None):
+    """An argparse type: an integer, at least `minimum` and at most `maximum` where given."""
     def parse(text):
         try:
             value = int(text)
@@ -21,6 +24,8 @@ def whole_number(minimum=None):
             raise argparse.ArgumentTypeError("expected a whole number, not %r" % text)
         if minimum is not None and value < minimum:
             raise argparse.ArgumentTypeError("must be at least %d, not %d" % (minimum, value))
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError("must be at most %d, not %d" % (maximum, value))
         return value
     parse.__name__ = "whole number"
     return parse
@@ -39,8 +44,9 @@ def truth_value(text):
 truth_value.__name__ = "truth value"
 
 
-def real_number(minimum=None, maximum=None):
-    """An argparse type: a finite number within [minimum, maximum] where given."""
+def real_number(minimum=None, maximum=None, above=False):
+    """An argparse type: a finite number within [minimum, maximum] where given (above `minimum`,
+    not equal to it, with `above`), and within float32's range, where it is used."""
     def parse(text):
         try:
             value = float(text)
@@ -48,6 +54,11 @@ def real_number(minimum=None, maximum=None):
             raise argparse.ArgumentTypeError("expected a number, not %r" % text)
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError("must be a finite number, not %r" % text)
+        if abs(value) > FLOAT32_MAX:
+            raise argparse.ArgumentTypeError("must be within float32's range (at most %g in size), not %r" % (
+                FLOAT32_MAX, text))
+        if above and value == minimum:
+            raise argparse.ArgumentTypeError("must be above %g, not %g" % (minimum, value))
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
             bounds = ("at least %g" % minimum if maximum is None else "at most %g" % maximum if minimum is None
                       else "between %g and %g" % (minimum, maximum))
@@ -75,6 +86,10 @@ def checked_value(action, value, path):
         return value
     if value is None and action.default is None:
         return None
+    if action.nargs == 2 and isinstance(value, list) and len(value) == 2 and all(isinstance(item, str)
+                                                                                 for item in value):
+        return value  # --verify A B
+    value = yaml_exponent_number(action, value)
     if action.type is truth_value:
         if not isinstance(value, bool):
             raise InputError("%s: expected true or false, not %r" % (where, value))
@@ -94,6 +109,18 @@ def checked_value(action, value, path):
             raise InputError("%s: %s" % (where, error))
     if action.choices is not None and value not in action.choices:
         raise InputError("%s: %r is not one of %s" % (where, value, ", ".join(map(str, action.choices))))
+    return value
+
+
+def yaml_exponent_number(action, value):
+    """YAML 1.1 (PyYAML) reads `1e-3` as a string, being stricter than the command line; for a
+    number flag such a string is read as the command line reads it. A quoted string that is not a
+    number in exponent form stays a string, and is refused."""
+    if isinstance(value, str) and getattr(action.type, "__name__", "") == "number" and "e" in value.lower():
+        try:
+            return float(value)
+        except ValueError:
+            return value
     return value
 
 

@@ -35,6 +35,22 @@ def run_command(action, prefix, error_status, interrupted_message):
     return 0
 
 
+OUT_OF_MEMORY_SIGNS = ("can't allocate memory", "out of memory", "Unable to allocate")
+
+
+def out_of_memory_line(error):
+    """One line for an allocation that failed (Python's MemoryError, numpy's, torch's CPU allocator
+    and CUDA's), naming the sizes that flags set; None for any other error."""
+    text = first_line(error, type(error).__name__)
+    if not isinstance(error, MemoryError) and not any(sign in text for sign in OUT_OF_MEMORY_SIGNS):
+        return None
+    import re
+    size = re.search(r"(?i)allocate\s+([\d.]+\s*[KMGTP]?i?B\b|\d+ bytes)", text)
+    asked = " of %s" % size.group(1) if size else ""
+    return ("out of memory: an allocation%s failed; lower what the flags ask for (--batch_size, --max_frames, "
+            "--eval_frames, --nClasses, --nOut, --subcenters)" % asked)
+
+
 def first_line(error, default=""):
     """The first line of an exception's message (`default` when it has none): error lines stay
     one line even when a library's message runs to many."""

@@ -47,10 +47,6 @@ def resolve_initial_model(args, dist_env):
     torch.distributed.barrier()
     return path if first else fetch()
 
-# The loss-head settings of the modern recipes, at their off values; those in use are part of a run's
-# identity, since a resumed run must have the same head.
-MODERN_HEAD_DEFAULTS = {"subcenters": 1, "intertopk": 0}
-
 
 def modern_options(package, name, **options):
     """The `options` given (not None) that plugin `package/name` takes as named parameters, for its

@@ -11,6 +11,7 @@ from voxtrainer.scoring.score_norm import METHODS as SCORE_NORMS
 
 DEFAULT_NCLASSES = 5994  # VoxCeleb2 dev speakers: the seed's --nSpeakers default
 DEFAULT_NPERSPEAKER = 2
+MAX_CROP_FRAMES = 360000  # an hour: longer than any utterance of a speaker-verification list
 
 
 def flag(*names, **options):
@@ -22,8 +23,8 @@ GROUPS = (
         flag("--config", type=str, default=None, help="YAML file of flag values; the command line wins"),
     )),
     ('data', (
-        flag("--max_frames", type=whole_number(0), default=200, help="Frames (10 ms) per training crop"),
-        flag("--eval_frames", type=whole_number(0), default=None,
+        flag("--max_frames", type=whole_number(0, MAX_CROP_FRAMES), default=200, help="Frames (10 ms) per training crop"),
+        flag("--eval_frames", type=whole_number(0, MAX_CROP_FRAMES), default=None,
              help="Frames per evaluation crop, 0 = whole file (default: --max_frames, as the seed)"),
         flag("--batch_size", type=whole_number(1), default=200, help="Speakers (groups) per batch"),
         flag("--max_seg_per_spk", type=whole_number(1), default=100, help="Maximum utterances per speaker per epoch"),
@@ -35,7 +36,7 @@ GROUPS = (
     )),
     ('training', (
         flag("--test_interval", type=whole_number(1), default=10, help="Evaluate, decay the LR and save every N epochs"),
-        flag("--max_epoch", type=whole_number(0), default=500, help="Last epoch"),
+        flag("--max_epoch", type=whole_number(1), default=500, help="Last epoch"),
         flag("--trainfunc", type=str, default="", help="Loss: a module name in loss/"),
         flag("--optimizer", type=str, default="adam", help="Optimizer: a module name in optimizer/"),
         flag("--scheduler", type=str, default="steplr", help="LR schedule: a module name in scheduler/"),
@@ -45,7 +46,7 @@ GROUPS = (
         flag("--hard_prob", type=real_number(0, 1), default=0.5, help="Hard negative probability (triplet/contrastive)"),
         flag("--hard_rank", type=whole_number(), default=10, help="Hard negative rank (triplet/contrastive)"),
         flag("--margin", type=real_number(), default=1, help="Loss margin"),
-        flag("--scale", type=real_number(), default=15, help="Loss scale (AM/AAM-softmax)"),
+        flag("--scale", type=real_number(0, above=True), default=15, help="Loss scale (AM/AAM-softmax)"),
         flag("--nSpeakers", type=whole_number(1), default=None,
              help="As the seed: softmax classes for softmax-family losses (default %d), utterances "
              "per speaker per batch for metric losses (default %d)" % (DEFAULT_NCLASSES,
@@ -53,7 +54,7 @@ GROUPS = (
         flag("--nClasses", type=whole_number(1), default=None, help="Softmax classes (wins over --nSpeakers)"),
         flag("--nPerSpeaker", type=whole_number(1), default=None,
              help="Utterances per speaker per batch for metric losses (wins over --nSpeakers)"),
-        flag("--seed", type=whole_number(0), default=0, help="Seed of weights, sampling and crops"),
+        flag("--seed", type=whole_number(0, 2 ** 32 - 1), default=0, help="Seed of weights, sampling and crops"),
         flag("--mixedprec", action="store_true", help="fp16 autocast on CUDA, bf16 on CPU"),
         flag("--distributed", action="store_true", help="DistributedDataParallel under torchrun"),
         flag("--eval_untrained", action="store_true",

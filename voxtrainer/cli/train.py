@@ -3,7 +3,7 @@ the lists, loader, optimizer, schedules and run description are built from the f
 to voxtrainer.training.loop.train, in the experiment folder this run holds."""
 
 from voxtrainer import log
-from voxtrainer.cli.build import MODERN_HEAD_DEFAULTS, head_classes, modern_options
+from voxtrainer.cli.build import head_classes, modern_options
 from voxtrainer.config import save_config
 from voxtrainer.errors import InputError
 from voxtrainer.experiment import ExperimentFolder
@@ -16,12 +16,16 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
     from voxtrainer.scoring.evaluation import evaluate_list
     from voxtrainer.training.loop import Run, train
     check_training_flags(args)
+    check_freezing(args.freeze_epochs, args.max_epoch, args.trainfunc, net)
     train_list, leakage = read_lists(args, net, progress=dist_env.is_main)
     loss_class = load_plugin("loss", args.trainfunc)
     if loss_class.classifies_speakers and nClasses < train_list.num_speakers:
         raise InputError("--nClasses %d: %s has %d speakers, and --trainfunc %s needs a class for each (the seed "
                          "sets it with --nSpeakers)" % (nClasses, args.train_list, train_list.num_speakers,
                                                        args.trainfunc))
+    if loss_class.utterances_per_speaker is None and nPerSpeaker < 2:
+        raise InputError("--nPerSpeaker %d: --trainfunc %s compares utterances of one speaker within a batch, so it "
+                         "needs at least 2 (the seed sets it with --nSpeakers)" % (nPerSpeaker, args.trainfunc))
     modern_options("loss", args.trainfunc, subcenters=None if args.subcenters == 1 else args.subcenters,
                    intertopk=args.intertopk or None)
     augment = None
@@ -37,7 +41,7 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
                                         speed_perturb=args.speed_perturb, num_classes=nClasses, dither=args.dither)
     scaler = torch.amp.GradScaler(device.type, enabled=args.mixedprec and device.type == "cuda")
     folder = ExperimentFolder(args.save_path)
-    run = Run(args.model, run_identity(args, net.protocol, loss_class, nClasses), args.lr, args.initial_model,
+    run = Run(args.model, run_identity(args, net.protocol, loss_class, nClasses, nPerSpeaker), args.lr, args.initial_model,
               folder, args.max_epoch, args.test_interval, args.mixedprec, args.eval_untrained, settings=vars(args),
               compile=args.compile, finetune=args.finetune, freeze_epochs=args.freeze_epochs,
               train_metric_name="training accuracy (%)" if loss_class.classifies_speakers else "training EER (%)")
@@ -123,14 +127,24 @@ def build_margin_schedule(args, net):
                           args.margin_end_epoch, args.margin_rise)
 
 
-def run_identity(args, protocol, loss_class, nClasses):
-    """The settings that make the network and its head: a resumed run must have the same."""
-    identity = {"model": args.model, "encoder_type": args.encoder_type, "nOut": args.nOut,
-                "trainfunc": args.trainfunc, "n_mels": args.n_mels, "log_input": args.log_input,
-                "protocol": protocol}
-    if loss_class.classifies_speakers:
-        identity["nClasses"] = head_classes(nClasses, args.speed_perturb)
-    # Named only when used, so that the runs of before keep their identity.
-    identity.update({name: getattr(args, name) for name, off in MODERN_HEAD_DEFAULTS.items()
-                     if getattr(args, name) != off})
-    return identity
+def run_identity(args, protocol, loss_class, nClasses, nPerSpeaker):
+    """What a resumed run is compared on (voxtrainer.training.resume_settings), with the values in force."""
+    from voxtrainer.training.resume_settings import run_settings
+    in_force = dict(vars(args), protocol=protocol, nPerSpeaker=nPerSpeaker,
+                    nClasses=head_classes(nClasses, args.speed_perturb))
+    if not loss_class.classifies_speakers:
+        del in_force["nClasses"]  # no classes: the count is unused
+    return run_settings(in_force)
+
+
+def check_freezing(freeze_epochs, max_epoch, trainfunc, net):
+    """--freeze_epochs where it can take effect: within the run, with a loss head that has weights
+    to train while the embedding network is fixed."""
+    if freeze_epochs > max_epoch:
+        raise InputError("--freeze_epochs %d is beyond --max_epoch %d: the embedding network would never train; "
+                         "give at most --max_epoch (equal to it: only the new head trains)" % (freeze_epochs,
+                                                                                             max_epoch))
+    if freeze_epochs and not any(parameter.requires_grad for parameter in net.__L__.parameters()):
+        raise InputError("--freeze_epochs %d: --trainfunc %s has no weights of its own, so nothing would train "
+                         "while the embedding network is frozen; use a loss with a head (e.g. aamsoftmax, "
+                         "angleproto)" % (freeze_epochs, trainfunc))

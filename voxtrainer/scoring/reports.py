@@ -119,7 +119,7 @@ def save_figure(figure, path):
 # Training curves
 
 def curve_series(history):
-    """The plotted series of a run's per-epoch history (records of voxtrainer.training.loop.epoch_record):
+    """The plotted series of a run's per-epoch history (records of voxtrainer.training.epoch_results.epoch_record):
     {name: ([epochs], [values])}; the validation series hold only the epochs that were evaluated."""
     def series(key, evaluated=False):
         chosen = [record for record in history if not evaluated or record.get("veer") is not None]
@@ -156,8 +156,8 @@ def curves_figure(history, train_metric_name="training accuracy or EER (%)"):
 
 def write_curves(history, png, json_path, train_metric_name="training accuracy or EER (%)"):
     """The curves as a picture (`png`) and as JSON (`json_path`: the plotted series, and the history
-    they come from, which a resumed run reads back: voxtrainer.training.loop.read_history), both
-    atomically; returns the PNG's path."""
+    they come from, which a resumed run reads back: voxtrainer.training.epoch_results.read_history),
+    both atomically; returns the PNG's path."""
     import json
     from voxtrainer.atomic import write_text
     save_figure(curves_figure(history, train_metric_name), png)

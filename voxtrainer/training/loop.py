@@ -15,11 +15,11 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from voxtrainer import checkpoints, log
-from voxtrainer.atomic import write_text
 from voxtrainer.training.distributed import RANK_DUMP_ENV, broadcast_buffers, dump_rank_state, finite_on_all_ranks, world
+from voxtrainer.training.epoch_results import (FIGURES_KEY, EpochFigures, evaluate_epoch, finish_pending_evaluation,
+                                      read_history, record_epoch)
 from voxtrainer.errors import InputError, first_line
 from voxtrainer.experiment import ExperimentFolder
-from voxtrainer.scoring.metrics import P_TARGETS, min_dcf_line, min_dcfs
 from voxtrainer.runtime import autocast_dtype
 
 
@@ -198,39 +198,12 @@ def freeze_embedding_network(net, frozen):
     return net.__S__ if frozen else None
 
 
-def epoch_record(epoch, lr, result, eer=None, dcfs=None):
-    """One epoch of the run's history (what the training curves plot): JSON-ready values; `eer` and
-    `dcfs` (metrics.min_dcfs) of the epoch's evaluation, None when it had none."""
-    record = {"epoch": epoch, "lr": lr, "loss": result.loss, "train_metric": result.metric,
-              "veer": None if eer is None else float(eer)}
-    for p_target in P_TARGETS:
-        record["min_dcf_%g" % p_target] = None if dcfs is None else dcfs[p_target]
-    return record
-
-
-def read_history(path, first_epoch):
-    """The history of the epochs before `first_epoch` that an earlier run of this folder wrote
-    with its curves (`path`, result/curves.json), so that a resumed run's curves start at epoch 1;
-    later epochs (a killed run's, not kept by any checkpoint) are dropped."""
-    import json
-    if first_epoch <= 1 or not os.path.isfile(path):
-        return []
-    try:
-        with open(path) as handle:
-            history = json.load(handle)["history"]
-        return [record for record in history if int(record["epoch"]) < first_epoch]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        log.warning("%s: unreadable (%s); the training curves start at epoch %d" % (
-            path, type(error).__name__, first_epoch))
-        return []
-
-
 def current_lr(optimizer):
     return max(group["lr"] for group in optimizer.param_groups)
 
 
 def resume(net, state_parts, scheduler, folder, initial_model, lr, finetune=False):
-    """Continue from the newest readable model of `folder` (an ExperimentFolder; a damaged newest one, e.g. cut by
+    """Continue from the newest readable model of `folder` (a damaged newest one, e.g. cut by
     a full disk, is set aside as <name>.damaged with a warning), else start from `initial_model`
     (if any; with `finetune` its embedding network only, under a new loss head). Returns the first
     epoch to train. A resumed run never reads `initial_model`: its checkpoint holds everything."""
@@ -283,7 +256,7 @@ class ScoreFile:
 class Run(NamedTuple):
     """What a training run is, where it starts and writes, and when it evaluates."""
     model_name: str
-    identity: dict      # the settings that make the network and its loss head: a resumed run must match
+    identity: dict      # the settings that change training (voxtrainer.training.resume_settings): compared on resume
     lr: float           # the requested initial LR
     initial_model: str  # weights to start from when the folder holds no model yet ("" for none)
     folder: ExperimentFolder
@@ -299,13 +272,14 @@ class Run(NamedTuple):
 
 
 def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evaluate, dist_env, margin_schedule=None):
-    """Train epochs until run.max_epoch; `evaluate()` gives the Evaluation of the test list. Every run.test_interval epochs and after the last the
-    model is saved (with its training state) and then evaluated, so a failing evaluation never
-    costs the trained epochs. Returns the last EER (or None). The scheduler steps once per epoch;
-    one that declares `per_batch` (and `margin_schedule`, if any) is set before every step instead
+    """Train epochs until run.max_epoch; `evaluate()` gives the Evaluation of the test list. Every
+    run.test_interval epochs and after the last the model is saved (with its training state and the
+    epoch's figures) and then evaluated, so a failing evaluation never costs the trained epochs; one
+    that a kill cut short is finished first when the run resumes (voxtrainer.training.epoch_results).
+    Returns the last EER (or None). The scheduler steps once per epoch; one that declares
+    `per_batch` (and `margin_schedule`, if any) is set before every step instead
     (voxtrainer.training.schedules), from the position alone, which a resumed run recomputes exactly."""
-    started = time.time()
-    folder = run.folder
+    started, folder = time.time(), run.folder
     state_parts = checkpoints.training_state(optimizer, scheduler, scaler, run.identity)
     first_epoch = resume(net, state_parts, scheduler, folder, run.initial_model, run.lr, run.finetune)
     history = read_history(folder.curves_json, first_epoch) if dist_env.is_main else []
@@ -325,58 +299,27 @@ def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evalu
         untrained_eer = evaluate().eer
         log.info("Untrained model: VEER %2.4f" % untrained_eer)
         scores.write("IT 0, untrained, VEER %2.4f" % untrained_eer)
-
     per_batch = [schedule for schedule in (scheduler, margin_schedule) if getattr(schedule, "per_batch", False)]
-    last_saved, eer = None, None
     try:
+        eer = finish_pending_evaluation(folder, first_epoch, evaluate, history, scores,
+                                        run.train_metric_name, dist_env.is_main)
         for epoch in range(first_epoch, run.max_epoch + 1):
-            sampler.set_epoch(epoch)
-            for schedule in per_batch:  # so that the line below shows the epoch's first LR
-                schedule.set_position(epoch, 0, len(loader))
-            lr = current_lr(optimizer)
-            log.info("%s %d Training %s with LR %f..." % (time.strftime("%Y-%m-%d %H:%M:%S"), epoch,
-                                                          run.model_name, lr))
-            frozen = freeze_embedding_network(net, True) if epoch <= run.freeze_epochs else None
-            if frozen is not None:
-                log.info("Epoch %d of --freeze_epochs %d: the embedding network is fixed (weights and BatchNorm "
-                         "statistics); the loss head alone trains" % (epoch, run.freeze_epochs))
-            try:
-                result = run_epoch(model, loader, optimizer, scaler, device, run.mixedprec, epoch,
-                                   show_progress=dist_env.is_main, per_batch=per_batch, frozen=frozen)
-            except TrainingDiverged as error:
-                kept = last_saved or folder.newest_model() or "none"
-                raise InputError("%s; the last good checkpoint is kept (%s); try a lower --lr" % (error, kept))
-            finally:
-                if frozen is not None:
-                    freeze_embedding_network(net, False)
+            figures = train_epoch(net, model, loader, sampler, optimizer, scaler, device, run, epoch, per_batch,
+                                  dist_env)
             scheduler.step()
             if dist_env.enabled:
                 broadcast_buffers(net)
             if os.environ.get(RANK_DUMP_ENV):
                 dump_rank_state(net, sampler, epoch, dist_env.rank, dist_env.world_size, folder.result_dir)
-
-            line = "LR %f, TEER/TAcc %2.2f, TLOSS %f" % (lr, result.metric, result.loss)
             evaluation, dcfs = None, None
             if epoch % run.test_interval == 0 or epoch == run.max_epoch:
                 if dist_env.is_main:
-                    last_saved = checkpoints.save_checkpoint(net, state_parts, epoch, folder.model_file(epoch))
-                log.info("%s %d Evaluating..." % (time.strftime("%Y-%m-%d %H:%M:%S"), epoch))
-                evaluation = evaluate()
+                    checkpoints.save_checkpoint(net, state_parts, epoch, folder.model_file(epoch),
+                                                {FIGURES_KEY: figures._asdict()})
+                evaluation, dcfs = evaluate_epoch(epoch, evaluate, folder, dist_env.is_main)
                 eer = evaluation.eer
-                line += ", VEER %2.4f" % eer
-                if dist_env.is_main:
-                    dcfs = min_dcfs(evaluation.scores, evaluation.labels)
-                    log.info(min_dcf_line(dcfs))
-                    write_text(folder.eer_file(epoch), "%.4f" % eer)
-                    from voxtrainer.scoring.reports import write_reports
-                    write_reports(evaluation.scores, evaluation.labels, folder.result_dir, folder.epoch_name(epoch))
             if dist_env.is_main:  # only the main process keeps and writes the history
-                history.append(epoch_record(epoch, lr, result, evaluation and evaluation.eer, dcfs))
-                if evaluation is not None:
-                    from voxtrainer.scoring.reports import write_curves
-                    write_curves(history, folder.curves_png, folder.curves_json, run.train_metric_name)
-            log.info("%s %s" % (time.strftime("%Y-%m-%d %H:%M:%S"), line))
-            scores.write("IT %d, %s" % (epoch, line))
+                record_epoch(epoch, figures, evaluation, dcfs, history, scores, folder, run.train_metric_name)
     finally:
         scores.close()
     if eer is not None:
@@ -384,3 +327,27 @@ def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evalu
         log.info("Final test EER %2.4f%%%s; %d epoch(s) trained in %.1f minutes"
                  % (eer, untrained, run.max_epoch - first_epoch + 1, (time.time() - started) / 60.0))
     return eer
+
+
+def train_epoch(net, model, loader, sampler, optimizer, scaler, device, run, epoch, per_batch, dist_env):
+    """One epoch of `model` (net, or its DDP or compiled wrapper), the embedding network fixed during
+    --freeze_epochs: its EpochFigures. A diverged loss is one line naming the last good checkpoint."""
+    sampler.set_epoch(epoch)
+    for schedule in per_batch:  # so that the line below shows the epoch's first LR
+        schedule.set_position(epoch, 0, len(loader))
+    lr = current_lr(optimizer)
+    log.info("%s %d Training %s with LR %f..." % (time.strftime("%Y-%m-%d %H:%M:%S"), epoch, run.model_name, lr))
+    frozen = freeze_embedding_network(net, True) if epoch <= run.freeze_epochs else None
+    if frozen is not None:
+        log.info("Epoch %d of --freeze_epochs %d: the embedding network is fixed (weights and BatchNorm "
+                 "statistics); the loss head alone trains" % (epoch, run.freeze_epochs))
+    try:
+        result = run_epoch(model, loader, optimizer, scaler, device, run.mixedprec, epoch,
+                           show_progress=dist_env.is_main, per_batch=per_batch, frozen=frozen)
+    except TrainingDiverged as error:
+        kept = run.folder.newest_model() or "none"
+        raise InputError("%s; the last good checkpoint is kept (%s); try a lower --lr" % (error, kept))
+    finally:
+        if frozen is not None:
+            freeze_embedding_network(net, False)
+    return EpochFigures(lr, result.loss, result.metric, result.steps)
