@@ -14,7 +14,8 @@ trainSpeakerNet.py of `--repo` with the seed's flags (ResNetSE34L, angleproto, b
 runs flat out and the times below exclude the network's own steps. Measurements (`measurement`):
 
   train_start   seconds from starting the child process to the trainer's epoch line and to the
-                entry of the first training step; memory (USS/PSS/RSS, MB, /proc/<pid>/smaps_rollup)
+                entry of the first training step (and the main process's CPU seconds by then, which
+                other processes on a shared machine hardly change); memory (USS/PSS/RSS, MB, /proc/<pid>/smaps_rollup)
                 of the main process and of each loader worker: peak over the first `--watch_s` s
                 after the first step (the copy-on-write growth of forked workers is their USS)
   train_epoch   the same at the end of one whole epoch of the real loader (all its batches read by
@@ -197,6 +198,7 @@ def measure_training(root, args, size, run_index):
     epoch_line = next((moment for moment, text in lines if "Training" in text and "with LR" in text), None)
     start = {"list": size, "epoch_line_s": None if epoch_line is None else round(epoch_line - started, 2),
              "first_step_s": round(events["first_step"]["t"] - started, 2),
+             "first_step_cpu_s": events["first_step"]["cpu_s"],
              "main_peak_mb": events["first_minutes"]["peak"]["main"],
              "workers_peak_mb": events["first_minutes"]["peak"]["workers"],
              "watch_s": args.watch_s, "steps_in_watch": events["first_minutes"]["steps"]}
@@ -220,7 +222,8 @@ def measure_eval(root, args, size, run_index):
     if "first_batch" not in events:
         failure("eval", status, lines)
     first = events["first_batch"]
-    return {"list": size, "first_batch_s": round(first["t"] - started, 2), "main_mb": first["now"]["main"],
+    return {"list": size, "first_batch_s": round(first["t"] - started, 2), "first_batch_cpu_s": first["cpu_s"],
+            "main_mb": first["now"]["main"],
             "workers_mb": first["now"]["workers"], "main_peak_mb": first["peak"]["main"],
             "workers_peak_mb": first["peak"]["workers"]}
 

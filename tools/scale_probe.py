@@ -87,7 +87,9 @@ class Events:
         self.path, self.watch = path, watch
 
     def write(self, name, **fields):
-        record = {"event": name, "t": time.time(), "now": self.watch.snapshot(), "peak": self.watch.peak_summary()}
+        times = os.times()
+        record = {"event": name, "t": time.time(), "cpu_s": round(times.user + times.system, 2),
+                  "now": self.watch.snapshot(), "peak": self.watch.peak_summary()}
         record.update(fields)
         with open(self.path, "a") as handle:
             handle.write(json.dumps(record) + "\n")

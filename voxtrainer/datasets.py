@@ -12,6 +12,7 @@ from voxtrainer import perturb
 from voxtrainer.audio import check_padding, load_random_crop, loadWAV
 from voxtrainer.errors import InputError
 from voxtrainer.inference import unique_crops
+from voxtrainer.packed import PackedStrings
 
 class Group(NamedTuple):
     """One sampler item: utterances of one speaker and the seed of their random crops."""
@@ -220,7 +221,8 @@ class EvalDataset(Dataset):
     (voxtrainer.inference.unique_crops). Cut by the audio `protocol`. Whole-file crops (eval_frames 0): one crop, index [0]."""
 
     def __init__(self, paths, eval_frames, num_eval, protocol="2020"):
-        self.paths, self.eval_frames, self.num_eval, self.protocol = paths, eval_frames, num_eval, protocol
+        self.paths = PackedStrings(paths)  # shared with the forked loader workers, not copied by them
+        self.eval_frames, self.num_eval, self.protocol = eval_frames, num_eval, protocol
 
     def __len__(self):
         return len(self.paths)

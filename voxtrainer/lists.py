@@ -12,7 +12,7 @@ import numpy
 
 from voxtrainer.errors import InputError
 from voxtrainer.filecheck import missing_indexes
-from voxtrainer.packed import IntColumn, PackedStrings
+from voxtrainer.packed import IntColumn, PackedStrings, joined_paths
 
 LABELS = {"0": 0, "1": 1}
 PROGRESS_MIN_FILES = 1000  # check_audio_files shows a progress bar from this many files on
@@ -90,9 +90,11 @@ class TrainList:
         rows = read_list(train_list, fields=(2,), what="train list")
         speakers = sorted({parts[0] for _, parts in rows})
         self.speaker_index = {speaker: index for index, speaker in enumerate(speakers)}
-        self.files = PackedStrings(os.path.join(train_path, parts[1]) for _, parts in rows)
+        names = [parts[1] for _, parts in rows]
+        self.files = joined_paths(train_path, names)
         self.train_path = train_path
-        self.names = PackedStrings(parts[1] for _, parts in rows)  # as listed, relative to train_path
+        self.names = PackedStrings.from_text("\0".join(names), len(names))  # as listed, relative to train_path
+        del names
         self.labels = IntColumn([self.speaker_index[parts[0]] for _, parts in rows])
         line_numbers = numpy.fromiter((number for number, _ in rows), dtype=numpy.int64, count=len(rows))
         del rows  # a million small objects: not kept for the loader workers to inherit
