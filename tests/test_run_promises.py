@@ -146,8 +146,9 @@ def test_resuming_with_another_recipe_setting_warns_naming_the_flag_and_both_val
 
 
 def test_every_setting_compared_on_resume_is_a_flag_of_the_trainer():
+    from voxtrainer.cli.flags import build_parser
     from voxtrainer.training.resume_settings import RESUME_SETTINGS
-    flags_of_the_trainer = {action.dest for action in trainSpeakerNet.build_parser()._actions}
+    flags_of_the_trainer = {action.dest for action in build_parser()._actions}
     assert set(RESUME_SETTINGS) <= flags_of_the_trainer
 
 

@@ -13,6 +13,7 @@ from voxtrainer.reading.audio import check_padding, crop_waveform, load_random_c
 from voxtrainer.errors import InputError
 from voxtrainer.inference.embedder import unique_crops
 from voxtrainer.reading.input_length import check_whole_file
+from voxtrainer.reading.packed import PackedStrings
 
 class Group(NamedTuple):
     """One sampler item: utterances of one speaker and the seed of their random crops."""
@@ -51,7 +52,7 @@ class TrainDataset(Dataset):
                  num_classes=None, dither=0.0):
         if speed_perturb and not num_classes:
             raise ValueError("speed perturbation needs num_classes, the size of each speed's block of classes")
-        self.files = train_list.files
+        self.files = train_list.files  # packed (voxtrainer.reading.packed): the workers share it, not copy it
         self.max_frames = max_frames
         self.augment = augment
         self.protocol = protocol
@@ -98,54 +99,84 @@ class SpeakerBatchSampler(Sampler):
         self.group_size, self.max_seg_per_spk, self.batch_size = group_size, max_seg_per_spk, batch_size
         self.seed, self.num_replicas, self.rank = seed, num_replicas, rank
         self.epoch = 0
-        self._cached = None  # (epoch, batches): len() and iter() share one draw
-        self.by_speaker = {}
-        for index, label in enumerate(labels):
-            self.by_speaker.setdefault(label, []).append(index)
-        short = [label for label, utts in self.by_speaker.items() if len(utts) < group_size]
-        if short:
+        self._cached = None  # (epoch, EpochPlan): len() and iter() share one draw
+        self.speakers, self.by_speaker = utterances_by_speaker(labels)
+        short = [(utts[0], label) for label, utts in zip(self.speakers, self.by_speaker) if len(utts) < group_size]
+        if short:  # the example: the first such speaker in list order
             raise InputError("%s: %d speaker(s) have fewer than %d utterances (nPerSpeaker), e.g. label %d; "
-                             "lower --nPerSpeaker or remove them" % (listfile, len(short), group_size, short[0]))
+                             "lower --nPerSpeaker or remove them" % (listfile, len(short), group_size, min(short)[1]))
 
     def set_epoch(self, epoch):
         self.epoch = epoch
 
-    def batches(self):
+    def plan(self):
+        """This epoch's EpochPlan, drawn once per epoch."""
         if self._cached is None or self._cached[0] != self.epoch:
-            self._cached = (self.epoch, self._draw_batches())
+            self._cached = (self.epoch, self._draw_plan())
         return self._cached[1]
 
-    def _draw_batches(self):
+    def batches(self):
+        """This epoch's batches, lists of Group, for this rank."""
+        return list(self)
+
+    def _draw_plan(self):
+        # The draws, in the original's order: each speaker's permutation (speakers in label order),
+        # the crop seeds of all groups, the order of the groups.
         rng = numpy.random.default_rng([self.seed, self.epoch])
-        groups, group_labels = [], []
-        for label in sorted(self.by_speaker):
-            utterances = self.by_speaker[label]
+        groups = []
+        for utterances in self.by_speaker:
             usable = min(len(utterances), self.max_seg_per_spk)
             usable -= usable % self.group_size
             order = rng.permutation(len(utterances))[:usable]
-            for first in range(0, usable, self.group_size):
-                groups.append(tuple(utterances[i] for i in order[first:first + self.group_size]))
-                group_labels.append(label)
-
-        batches, batch, in_batch = [], [], set()
+            groups.append(utterances[order].reshape(-1, self.group_size))
+        group_labels = numpy.repeat(self.speakers, [len(block) for block in groups])
+        groups = numpy.concatenate(groups) if groups else numpy.zeros((0, self.group_size), numpy.int64)
         crop_seeds = rng.integers(0, 2 ** 63 - 1, size=len(groups))
-        for position in rng.permutation(len(groups)):
-            label = group_labels[position]
-            if label in in_batch:
-                continue
-            batch.append(Group(groups[position], label, int(crop_seeds[position])))
-            in_batch.add(label)
-            if len(batch) == self.batch_size:
-                batches.append(batch)
-                batch, in_batch = [], set()
-        per_rank = len(batches) // self.num_replicas
-        return batches[self.rank::self.num_replicas][:per_rank]
+        rows = fill_batches(rng.permutation(len(groups)), group_labels, self.batch_size)
+        per_rank = len(rows) // self.num_replicas
+        return EpochPlan(groups, group_labels, crop_seeds, rows[self.rank::self.num_replicas][:per_rank])
 
     def __iter__(self):
-        return iter(self.batches())
+        plan = self.plan()
+        for row in plan.batches.tolist():
+            yield [Group(tuple(plan.groups[position].tolist()), int(plan.labels[position]),
+                         int(plan.crop_seeds[position])) for position in row]
 
     def __len__(self):
-        return len(self.batches())
+        return len(self.plan().batches)
+
+
+class EpochPlan(NamedTuple):
+    """An epoch's batches as arrays: the utterance indexes of every group (groups, group_size), each
+    group's label and crop seed, and the groups of each batch (batches, batch_size)."""
+    groups: numpy.ndarray
+    labels: numpy.ndarray
+    crop_seeds: numpy.ndarray
+    batches: numpy.ndarray
+
+
+def utterances_by_speaker(labels):
+    """(the labels present, ascending; for each, the indexes of its utterances, ascending)."""
+    labels = numpy.asarray(labels, dtype=numpy.int64)
+    order = numpy.argsort(labels, kind="stable")
+    speakers, counts = numpy.unique(labels[order], return_counts=True)
+    return speakers, numpy.split(order, numpy.cumsum(counts)[:-1]) if len(order) else []
+
+
+def fill_batches(positions, group_labels, batch_size):
+    """The original's batch filling: groups in the order `positions`, a group whose speaker is
+    already in the batch being filled dropped, only full batches kept -> (batches, batch_size)."""
+    labels = group_labels[positions].tolist()
+    rows, batch, in_batch = [], [], set()
+    for position, label in zip(positions.tolist(), labels):
+        if label in in_batch:
+            continue
+        batch.append(position)
+        in_batch.add(label)
+        if len(batch) == batch_size:
+            rows.append(batch)
+            batch, in_batch = [], set()
+    return numpy.array(rows, dtype=numpy.int64).reshape(-1, batch_size)
 
 
 def collate_groups(items):
@@ -192,7 +223,8 @@ class EvalDataset(Dataset):
     index [0]; a file too short for the network (`shortest` samples, for `model`) is an InputError naming it."""
 
     def __init__(self, paths, eval_frames, num_eval, protocol="2020", shortest=1, model="?"):
-        self.paths, self.eval_frames, self.num_eval, self.protocol = paths, eval_frames, num_eval, protocol
+        self.paths = PackedStrings(paths)  # shared with the forked loader workers, not copied by them
+        self.eval_frames, self.num_eval, self.protocol = eval_frames, num_eval, protocol
         self.shortest, self.model = shortest, model
 
     def __len__(self):

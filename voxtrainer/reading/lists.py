@@ -8,7 +8,11 @@ import copy
 import os
 import re
 
+import numpy
+
 from voxtrainer.errors import InputError
+from voxtrainer.reading.filecheck import missing_indexes
+from voxtrainer.reading.packed import IntColumn, PackedStrings, joined_paths
 
 LABELS = {"0": 0, "1": 1}
 PROGRESS_MIN_FILES = 1000  # check_audio_files shows a progress bar from this many files on
@@ -43,9 +47,14 @@ def read_list(listfile, fields, what, error=InputError, comments=False, empty_ok
     return rows
 
 
-def check_files_exist(paths, listfile, root_flag, shown=5):
-    """InputError listing the first few files of a list that are not on disk."""
-    missing = [(number, path) for number, path in paths if not os.path.isfile(path)]
+def check_files_exist(paths, listfile, root_flag, shown=5, progress=True):
+    """InputError listing the first few files of (line_number, path) pairs that are not on disk."""
+    missing = [paths[index] for index in missing_indexes([path for _, path in paths], progress)]
+    report_missing(missing, listfile, root_flag, shown)
+
+
+def report_missing(missing, listfile, root_flag, shown=5):
+    """InputError naming the first few of the (line_number, path) pairs `missing`, if any."""
     if missing:
         examples = ", ".join("%s (line %d)" % (path, number) for number, path in missing[:shown])
         raise InputError("%s: %d listed audio file(s) not found, e.g. %s; check %s" % (
@@ -78,17 +87,26 @@ def check_audio_files(paths, listfile, progress=True, what="audio", check_length
 
 
 class TrainList:
-    """A `speaker relative/path.wav` list: file paths and integer labels (sorted speaker ids)."""
+    """A `speaker relative/path.wav` list: file paths and integer labels (sorted speaker ids).
 
-    def __init__(self, train_list, train_path):
+    The per-file columns (files, names, labels) are packed (voxtrainer.reading.packed), so that forked
+    loader workers share them with the trainer instead of each copying them."""
+
+    def __init__(self, train_list, train_path, progress=True):
         rows = read_list(train_list, fields=(2,), what="train list")
         speakers = sorted({parts[0] for _, parts in rows})
         self.speaker_index = {speaker: index for index, speaker in enumerate(speakers)}
-        self.files = [os.path.join(train_path, parts[1]) for _, parts in rows]
+        names = [parts[1] for _, parts in rows]
+        self.files = joined_paths(train_path, names)
         self.train_path = train_path
-        self.names = [parts[1] for _, parts in rows]  # as listed, relative to train_path
-        self.labels = [self.speaker_index[parts[0]] for _, parts in rows]
-        check_files_exist([(number, path) for (number, _), path in zip(rows, self.files)], train_list, "--train_path")
+        self.names = PackedStrings.from_text("\0".join(names), len(names))  # as listed, relative to train_path
+        del names
+        self.labels = IntColumn([self.speaker_index[parts[0]] for _, parts in rows])
+        line_numbers = numpy.fromiter((number for number, _ in rows), dtype=numpy.int64, count=len(rows))
+        del rows  # a million small objects: not kept for the loader workers to inherit
+        missing = missing_indexes(self.files, progress, what="Looking up train files")
+        report_missing([(int(line_numbers[index]), self.files[index]) for index in missing], train_list,
+                       "--train_path")
         self.listfile = train_list
 
     @property
@@ -99,9 +117,9 @@ class TrainList:
         """This list with only the utterances at the indexes `keep` (files, names and labels alike);
         speakers keep their indexes."""
         kept = copy.copy(self)
-        kept.files = [self.files[index] for index in keep]
-        kept.names = [self.names[index] for index in keep]
-        kept.labels = [self.labels[index] for index in keep]
+        kept.files = self.files.take(keep)
+        kept.names = self.names.take(keep)
+        kept.labels = self.labels[numpy.asarray(keep, dtype=numpy.int64)]
         return kept
 
 
