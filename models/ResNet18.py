@@ -1,12 +1,6 @@
 """WeSpeaker's ResNet18 (BasicBlocks 2/2/2/2); WeSpeaker checkpoints load as they are
 (models/wespeaker_resnet.py)."""
 
-from models.wespeaker_resnet import BasicBlock, ResNet, check_encoder
+from models.wespeaker_resnet import BasicBlock, resnet_model
 
-
-def MainModel(nOut=256, encoder_type="SAP", **kwargs):
-    check_encoder(encoder_type, "ResNet18")
-    return ResNet(BasicBlock, [2, 2, 2, 2], nOut)
-
-
-MainModel.default_nOut = 256  # WeSpeaker's embed_dim for its VoxCeleb models
+MainModel = resnet_model(BasicBlock, [2, 2, 2, 2], "ResNet18")

@@ -97,6 +97,16 @@ class ResNet(nn.Module):
         return self.seg_1(statistics_pooling(x))
 
 
+def resnet_model(block, num_blocks, name):
+    """The MainModel of WeSpeaker's ResNet `name` (`num_blocks` blocks per stage): statistics
+    pooling, a 256-d embedding by default, as WeSpeaker's published VoxCeleb models."""
+    def MainModel(nOut=256, encoder_type="SAP", **kwargs):
+        check_encoder(encoder_type, name)
+        return ResNet(block, num_blocks, nOut)
+    MainModel.default_nOut = 256  # WeSpeaker's embed_dim for its VoxCeleb models
+    return MainModel
+
+
 def check_encoder(encoder_type, model):
     """The pooling is WeSpeaker's; the project's default --encoder_type SAP stands for it."""
     if encoder_type not in ("SAP", "TSTP"):
