@@ -20,7 +20,7 @@ from voxtrainer.scoring.metrics import ComputeErrorRates, equal_error_rate, min_
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 NETWORK = ("--model", "ResNetSE34L", "--trainfunc", "angleproto", "--nSpeakers", "2")
-WHAT_TO_DO = "try a lower --lr; the checkpoints of earlier epochs are kept in model/"
+WHAT_TO_DO = "try a lower --lr (a training run keeps the checkpoints of its earlier evaluations in model/)"
 
 
 @pytest.fixture(scope="module")

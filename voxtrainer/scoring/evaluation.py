@@ -65,8 +65,8 @@ def check_finite_embeddings(embeddings, paths):
         return
     bad = (~finite).nonzero().flatten().tolist()
     raise InputError("%s: the network's embedding is not finite (NaN or infinite; %d of %d files), so no score, EER "
-                     "or minDCF: its weights have diverged (a training run: try a lower --lr; the checkpoints of "
-                     "earlier epochs are kept in model/)" % (paths[bad[0]], len(bad), len(paths)))
+                     "or minDCF; its weights have diverged: try a lower --lr (a training run keeps the "
+                     "checkpoints of its earlier evaluations in model/)" % (paths[bad[0]], len(bad), len(paths)))
 
 
 def scoring_embeddings(net, embeddings, score_mean=None):

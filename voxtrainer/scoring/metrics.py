@@ -17,9 +17,9 @@ def finite_scores(scores):
     scores = numpy.asarray(scores)
     bad = int(numpy.count_nonzero(~numpy.isfinite(scores)))
     if bad:
-        raise InputError("%d of %d scores are not finite (NaN or infinite), so they have no EER or minDCF: the "
-                         "embeddings they compare diverged or overflowed (a training run: try a lower --lr; the "
-                         "checkpoints of earlier epochs are kept in model/)" % (bad, scores.size))
+        raise InputError("%d of %d scores are not finite (NaN or infinite), so they have no EER or minDCF; the "
+                         "embeddings they compare diverged or overflowed: try a lower --lr (a training run keeps "
+                         "the checkpoints of its earlier evaluations in model/)" % (bad, scores.size))
     return scores
 
 
