@@ -64,6 +64,14 @@ def training_flags(demo, save_path, *extra, batch_size=3, max_frames=100):
             "--test_interval", "1", "--nDataLoaderThread", "0", *extra]
 
 
+def epoch_losses(save_path):
+    """The training loss (TLOSS) of every epoch that result/scores.txt under `save_path` records, in
+    order (a line of the untrained model's evaluation has none)."""
+    with open(os.path.join(save_path, "result", "scores.txt")) as scores:
+        return [float(line.split("TLOSS ")[1].split(",")[0]) for line in scores
+                if line.startswith("IT ") and "TLOSS " in line]
+
+
 def train_killed_and_resumed(command, uninterrupted_path, interrupted_path, killed_after_epoch=2, last_epoch=4,
                              kill_delay=0.3, after_kill=None):
     """Runs `command(save_path)` (a trainSpeakerNet.py process) to the end in one folder, and in

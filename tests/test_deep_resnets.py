@@ -16,7 +16,7 @@ import soundfile
 import torch
 
 import trainSpeakerNet
-from conftest import ROOT, assert_one_error_line
+from conftest import ROOT, assert_one_error_line, epoch_losses, training_flags
 from wespeaker_common import (SAMPLE_RATE, assert_same_embeddings, published_checkpoint, seeded_weights,
                               speech_like_waveform)
 
@@ -185,20 +185,16 @@ def test_export_gives_wespeakers_embeddings_at_any_length(fmt, checkpoints, refe
     assert_same_embeddings(exported, reference["embeddings_ResNet221"])
 
 
-def test_one_epoch_trains_resnet221_on_the_demo_set(demo_set, tmp_path):
-    """The smaller of the two (ResNet293 is the same builder), on 0.2-0.3 s files and 20-frame crops.
-    Its loss need not fall here: at this depth, with PyTorch's initialisation and batches of four
-    20-frame crops, one step changes the loss erratically (measured: up or down with the LR)."""
-    from conftest import training_flags
+def test_a_short_training_of_resnet221_on_the_demo_set_lowers_its_loss(demo_set, tmp_path):
+    """The smaller of the two (ResNet293 is the same builder): five seeded epochs of one step (4
+    speakers x one 0.2-0.3 s file, 20-frame crops), Adam at --lr 1e-4. At the default 1e-3 the
+    loss jumps about: Adam's first steps move every weight by about the LR, and at this depth (no
+    zero-initialised residual branches, as in WeSpeaker) the gradient norm at initialisation is
+    ~1e4, mostly in the first blocks. Measured (seed 0): TLOSS 1.33 -> 0.77; seeds 1-3 fall alike."""
     demo = demo_set(n_train_speakers=4, n_test_speakers=2, utts_per_speaker=1, min_duration=0.2, max_duration=0.3)
-    from voxtrainer.network import SpeakerNet
-    from voxtrainer.runtime import seed_everything
-    seed_everything(0)  # as the trainer's --seed 0 before it builds the network: the same initial weights
-    initial = SpeakerNet(model="ResNet221", trainfunc="softmax", nOut=32, nClasses=4).state_dict()
     assert trainSpeakerNet.main(["--model", "ResNet221", "--trainfunc", "softmax", "--nClasses", "4",
                                  "--eval_frames", "0", "--device", "cpu",
-                                 *training_flags(demo, tmp_path, batch_size=4, max_frames=20)]) == 0
-    line = [line for line in open(tmp_path / "result" / "scores.txt") if "TLOSS" in line][-1]
-    assert numpy.isfinite(float(line.split("TLOSS ")[1].split(",")[0]))
-    trained = torch.load(tmp_path / "model" / "model000000001.model", weights_only=True)
-    assert not torch.equal(trained["__S__.layer3.47.conv3.weight"], initial["__S__.layer3.47.conv3.weight"])
+                                 *training_flags(demo, tmp_path, "--lr", "1e-4", "--seed", "0", "--max_epoch", "5",
+                                                 "--test_interval", "5", batch_size=4, max_frames=20)]) == 0
+    losses = epoch_losses(tmp_path)
+    assert len(losses) == 5 and losses[-1] < 0.8 * losses[0], losses

@@ -48,10 +48,25 @@ def score_pairs(net, paths, pairs, eval_frames, num_eval=10, num_workers=0, prog
     Returns (scores as a list, the scoring embeddings (files, crops, nOut))."""
     embeddings = gather_sharded(
         lambda shard: net.embed_files(shard, eval_frames, num_eval, num_workers, progress=progress), paths)
+    check_finite_embeddings(embeddings, paths)
     embeddings = scoring_embeddings(net, embeddings, score_mean)
     enrol = torch.tensor([a for a, _ in pairs], dtype=torch.long)
     test = torch.tensor([b for _, b in pairs], dtype=torch.long)
     return trial_scores(embeddings, enrol, test).tolist(), embeddings  # gathers the crops block by block
+
+
+def check_finite_embeddings(embeddings, paths):
+    """InputError naming the first file whose embedding (files, crops, dim) holds a NaN or an
+    infinity: every score of it would be NaN, and a NaN ranks no trial. A network gives them when
+    its weights or BatchNorm statistics have diverged or overflow in eval mode, which a finite
+    training loss (measured with the batch's statistics) does not show."""
+    finite = torch.isfinite(embeddings).flatten(1).all(dim=1).cpu()
+    if bool(finite.all()):
+        return
+    bad = (~finite).nonzero().flatten().tolist()
+    raise InputError("%s: the network's embedding is not finite (NaN or infinite; %d of %d files), so no score, EER "
+                     "or minDCF; its weights have diverged: try a lower --lr (a training run keeps the "
+                     "checkpoints of its earlier evaluations in model/)" % (paths[bad[0]], len(bad), len(paths)))
 
 
 def scoring_embeddings(net, embeddings, score_mean=None):

@@ -6,7 +6,21 @@ from typing import NamedTuple
 import numpy
 from sklearn import metrics
 
+from voxtrainer.errors import InputError
+
 P_TARGETS = (0.05, 0.01)
+
+
+def finite_scores(scores):
+    """The scores as an array of their own type, or InputError when any is NaN or infinite: they
+    rank no trials (sklearn would stop with a traceback, and the minDCF would come out wrong)."""
+    scores = numpy.asarray(scores)
+    bad = int(numpy.count_nonzero(~numpy.isfinite(scores)))
+    if bad:
+        raise InputError("%d of %d scores are not finite (NaN or infinite), so they have no EER or minDCF; the "
+                         "embeddings they compare diverged or overflowed: try a lower --lr (a training run keeps "
+                         "the checkpoints of its earlier evaluations in model/)" % (bad, scores.size))
+    return scores
 
 
 def tuneThresholdfromScore(scores, labels, target_fa, target_fr=None):
@@ -15,7 +29,7 @@ def tuneThresholdfromScore(scores, labels, target_fa, target_fr=None):
     tunedThreshold holds [threshold, fpr, fnr] for each requested false-reject
     rate (first) and false-accept rate (then), as the original did.
     """
-    fpr, tpr, thresholds = metrics.roc_curve(labels, scores, pos_label=1)
+    fpr, tpr, thresholds = metrics.roc_curve(labels, finite_scores(scores), pos_label=1)
     fnr = (1 - tpr) * 100
     fpr = fpr * 100
 
@@ -36,9 +50,10 @@ def equal_error_rate(scores, labels):
 
 def ComputeErrorRates(scores, labels):
     """False-negative and false-positive rates (fractions) at every threshold, in threshold order."""
+    scores = finite_scores(scores)
     order = numpy.argsort(scores, kind="mergesort")
     sorted_labels = numpy.asarray(labels)[order]
-    thresholds = numpy.asarray(scores)[order]
+    thresholds = scores[order]
     n_target = sorted_labels.sum()
     n_nontarget = len(sorted_labels) - n_target
     # Thresholding at each score rejects it and everything below it, plus the "accept all" point.
