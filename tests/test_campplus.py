@@ -15,7 +15,7 @@ import soundfile
 import torch
 
 import trainSpeakerNet
-from conftest import ROOT, assert_one_error_line
+from conftest import ROOT, assert_one_error_line, epoch_losses
 from wespeaker_common import (SAMPLE_RATE, assert_same_embeddings, published_checkpoint, seeded_weights,
                               speech_like_waveform)
 
@@ -199,15 +199,6 @@ def test_the_exported_network_gives_pytorchs_embeddings_at_any_length(fmt, check
 
 # -- training -------------------------------------------------------------------------------------
 
-def epoch_losses(save_path):
-    losses = {}
-    for line in open(os.path.join(save_path, "result", "scores.txt")):
-        if line.startswith("IT ") and "TLOSS" in line:
-            fields = dict(part.strip().split(" ", 1) for part in line.split(",")[1:])
-            losses[int(line.split(",")[0][3:])] = float(fields["TLOSS"])
-    return losses
-
-
 def test_training_on_the_demo_set_lowers_the_loss(demo_set, tmp_path):
     """Two seeded epochs of AAM-softmax on 4 speakers x 2 utterances: the second epoch's mean loss
     is well under the first's (8.5 -> 1.7, measured), the same every run."""
@@ -219,6 +210,6 @@ def test_training_on_the_demo_set_lowers_the_loss(demo_set, tmp_path):
         "--max_epoch", "2", "--test_interval", "2", "--seed", "1", "--nDataLoaderThread", "0",
         "--device", "cpu"]) == 0
     losses = epoch_losses(tmp_path)
-    assert sorted(losses) == [1, 2]
-    assert losses[2] < 0.5 * losses[1], losses
+    assert len(losses) == 2  # epochs 1 and 2, in order
+    assert losses[1] < 0.5 * losses[0], losses
     assert os.path.isfile(tmp_path / "model" / "model000000002.model")

@@ -14,7 +14,7 @@ import soundfile
 import torch
 
 import trainSpeakerNet
-from conftest import ROOT, assert_one_error_line, training_flags
+from conftest import ROOT, assert_one_error_line, epoch_losses, training_flags
 from wespeaker_common import (SAMPLE_RATE, assert_same_embeddings, published_checkpoint, seeded_weights,
                               speech_like_waveform)
 
@@ -202,11 +202,6 @@ def training_loss(checkpoint, data, labels):
     net.train()
     with torch.no_grad():
         return net(data, labels)[0].item()
-
-
-def epoch_losses(save_path):
-    lines = open(os.path.join(save_path, "result", "scores.txt")).read().splitlines()
-    return [float(line.split("TLOSS ")[1].split(",")[0]) for line in lines if line.startswith("IT ")]
 
 
 def test_a_short_training_on_the_demo_set_lowers_the_training_loss(demo_set, tmp_path):

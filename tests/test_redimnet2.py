@@ -17,7 +17,7 @@ import soundfile
 import torch
 
 import trainSpeakerNet
-from conftest import ROOT, assert_one_error_line, training_flags
+from conftest import ROOT, assert_one_error_line, epoch_losses, training_flags
 from wespeaker_common import (SAMPLE_RATE, assert_same_embeddings, published_checkpoint, seeded_weights,
                               speech_like_waveform)
 
@@ -177,12 +177,6 @@ def test_exported_embeddings_equal_pytorchs_at_two_lengths(fmt, b0_checkpoint, t
 
 
 # -- training -------------------------------------------------------------------------------------
-
-def epoch_losses(save_path):
-    lines = open(os.path.join(save_path, "result", "scores.txt")).read().splitlines()
-    return [float(dict(part.strip().split(" ", 1) for part in line.split(",")[1:])["TLOSS"])
-            for line in lines if line.startswith("IT ")]
-
 
 def test_three_epochs_of_the_smallest_variant_on_the_demo_set_lower_its_loss(demo, tmp_path):
     assert trainSpeakerNet.main(training_flags(
