@@ -13,6 +13,7 @@ import sys
 from voxtrainer import runtime  # first: it sets process settings that must precede torch
 from voxtrainer.config import OneLineParser, read_config, real_number, save_config, truth_value, whole_number
 from voxtrainer.errors import InputError, run_command
+from voxtrainer.precision import add_speed_flags, fused_optimizer, speed_settings
 from voxtrainer.score_norm import METHODS as SCORE_NORMS
 
 DEFAULT_NCLASSES = 5994  # VoxCeleb2 dev speakers: the seed's --nSpeakers default
@@ -193,10 +194,11 @@ def build_parser():
     wespeaker.add_argument("--score_mean_from", type=str, default="",
                            help="--eval scores by cosine after subtracting this mean embedding, as WeSpeaker: an "
                                 ".npz from --extract (e.g. of the training set) or a .npy vector")
-    extra.add_argument("--eval_precision", type=str, default="fp32", choices=["fp32", "bf16"],
+    extra.add_argument("--eval_precision", type=str, default="fp32", choices=["fp32", "bf16", "fp16"],
                        help="Precision of every embedding (evaluation, validation, --extract, cohorts): bf16 "
                             "autocast is faster where native (AVX-512 BF16/AMX CPUs, recent GPUs; refused "
-                            "elsewhere) but changes the scores")
+                            "elsewhere) but changes the scores; fp16 autocast: CUDA only")
+    add_speed_flags(parser)
     return parser
 
 
@@ -393,7 +395,7 @@ def export_mode(args, net, dist_env):
     export_checkpoint(net, args.initial_model, args.export, args.export_out)
 
 
-def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
+def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device, speed):
     import torch
     from voxtrainer import log
     from voxtrainer.audio import check_padding
@@ -435,6 +437,8 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
         augment = Augmenter(args.musan_path, args.rir_path)
     optimizer_options = modern_options("optimizer", args.optimizer, momentum=args.momentum,
                                        nesterov=args.nesterov or None)
+    if fused_optimizer(speed.precision, device.type) and args.optimizer in ("adam", "sgd"):
+        optimizer_options["fused"] = True
     optimizer = load_plugin("optimizer", args.optimizer)(net.parameters(), lr=args.lr, weight_decay=args.weight_decay,
                                                          **optimizer_options)
     lr_scale = 1.0
@@ -459,7 +463,7 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
                                         num_replicas=dist_env.world_size, rank=dist_env.rank, augment=augment,
                                         protocol=net.protocol, padding=args.short_crop_padding,
                                         speed_perturb=args.speed_perturb, num_classes=nClasses, dither=args.dither)
-    scaler = torch.amp.GradScaler(device.type, enabled=args.mixedprec and device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=speed.precision.loss_scaling)
     identity = {"model": args.model, "encoder_type": args.encoder_type, "nOut": args.nOut,
                 "trainfunc": args.trainfunc, "n_mels": args.n_mels, "log_input": args.log_input,
                 "protocol": net.protocol}
@@ -469,7 +473,8 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
     identity.update({name: getattr(args, name) for name, off in MODERN_HEAD_DEFAULTS.items()
                      if getattr(args, name) != off})
     run = Run(args.model, identity, args.lr, args.initial_model, args.save_path, args.max_epoch, args.test_interval,
-              args.mixedprec, args.eval_untrained, settings=vars(args), compile=args.compile,
+              speed.precision.autocast_dtype, args.eval_untrained, settings=vars(args), compile=args.compile,
+              compile_mode=args.compile_mode,
               finetune=args.finetune, freeze_epochs=args.freeze_epochs,
               train_metric_name="training accuracy (%)" if loss_class.classifies_speakers else "training EER (%)")
 
@@ -561,17 +566,21 @@ def run(argv, seen):
                              intertopk_margin=args.intertopk_margin).to(device)
         except ValueError as error:  # e.g. an unknown --encoder_type
             raise InputError(str(error))
+        speed = speed_settings(args.model, device, args.precision, args.mixedprec, args.memory_format,
+                               args.cudnn_benchmark, args.compile_mode)
+        for note in speed.notes:
+            log.info(note)
         if not args.export:  # exported files are traced from the contiguous layout
-            net = net.to(memory_format=runtime.preferred_memory_format(device))
+            net = net.to(memory_format=speed.memory_format)
             net.set_eval_precision(args.eval_precision)
-        if args.mixedprec and runtime.mixedprec_warning(device):
+        if speed.precision.name == "bf16" and runtime.mixedprec_warning(device):
             log.warning(runtime.mixedprec_warning(device))
         args.nDataLoaderThread = runtime.loader_processes(args.nDataLoaderThread)
         args.initial_model = resolve_initial_model(args, dist_env)
         for dest, mode in MODES.items():
             if getattr(args, dest):
                 return mode(args, net, dist_env)
-        train_mode(args, net, dist_env, nClasses, nPerSpeaker, device)
+        train_mode(args, net, dist_env, nClasses, nPerSpeaker, device, speed)
     finally:
         dist_env.close()
         log.quiet_console(False)

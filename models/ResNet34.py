@@ -3,6 +3,12 @@
 
 from models.wespeaker_resnet import BasicBlock, ResNet, check_encoder
 
+# Speed on CUDA (voxtrainer/precision.py), measured on one H200 (issue 22): channels_last steps are
+# faster than contiguous ones for this network; cuDNN benchmark is left off until tools/gpu_check
+# has measured its speed and memory here.
+CUDA_MEMORY_FORMAT = "channels_last"
+CUDNN_BENCHMARK = False
+
 
 def MainModel(nOut=256, encoder_type="SAP", **kwargs):
     check_encoder(encoder_type, "ResNet34")

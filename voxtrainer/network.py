@@ -14,6 +14,10 @@ from voxtrainer.audio import check_protocol, crop_waveform, loadWAV
 from voxtrainer.datasets import EvalDataset
 from voxtrainer.plugins import load_plugin, model_protocol
 
+# Crops per forward pass of evaluation on CUDA: 20 files of 10 crops of the seed's --eval; tools/gpu_check
+# times whole lists at this size.
+CUDA_CROPS_PER_BATCH = 200
+
 
 class SpeakerNet(nn.Module):
     """`protocol` is how audio is read and fed for this network (voxtrainer/audio.py), in training,
@@ -86,17 +90,19 @@ class SpeakerNet(nn.Module):
         eval_frames is 0). Loader processes (inference.loader_processes: on the CPU one for crops,
         none for whole files) read and crop the files ahead of the network and send each file's
         distinct crops (a file no longer than one crop has one); the crops of consecutive
-        files share forward passes of `crops_per_batch`: 40 on a GPU, 20 on the CPU, where 40 crops'
-        activations outgrow the caches (README, Performance). Whole files (eval_frames 0) of different
+        files share forward passes of `crops_per_batch`: CUDA_CROPS_PER_BATCH on a GPU (larger passes,
+        fewer launches; the loader pins the batches, so their copies run asynchronously), 20 on the
+        CPU, where 40 crops' activations outgrow the caches (README, Performance). Whole files (eval_frames 0) of different
         lengths each take their own pass."""
         self.eval()
         inference.refresh(self)
         if crops_per_batch is None:
-            crops_per_batch = 20 if self.device.type == "cpu" else 40
+            crops_per_batch = 20 if self.device.type == "cpu" else CUDA_CROPS_PER_BATCH
         per_file = 1 if eval_frames == 0 else num_eval
         num_workers = inference.loader_processes(self.device, eval_frames, num_workers)
         loader = torch.utils.data.DataLoader(
             EvalDataset(paths, eval_frames, num_eval, self.protocol), batch_size=None, num_workers=num_workers,
+            pin_memory=self.device.type == "cuda",
             prefetch_factor=inference.prefetch_factor(crops_per_batch, num_workers) if num_workers > 0 else None)
         outputs, indices, pending, pending_count, total = [], [], [], 0, 0
 
