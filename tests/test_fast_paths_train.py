@@ -18,11 +18,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 STEPS = 8
 LR = 0.0005
 # Largest |score difference| over the demo set's trials after STEPS steps, against fp32 contiguous
-# (scores are cosine similarities of normalised embeddings, in [-1, 1]). Measured on this 2-core Xeon
-# with AMX: bf16 0.0131, compiled 3.6e-6, channels_last 2.4e-6; the bounds leave room for other CPUs.
-BF16_SCORE_TOLERANCE = 0.05
-COMPILED_SCORE_TOLERANCE = 1e-4
-LAYOUT_SCORE_TOLERANCE = 1e-4
+# (scores are cosine similarities of normalised embeddings, in [-1, 1]). Measured on the 2-core test
+# machine (AMD EPYC, AVX-512 with native bf16): bf16 2.8e-4, channels_last 6.6e-5, compiled
+# (aot_eager) 0.0; the bounds leave room for other CPUs and their kernels.
+BF16_SCORE_TOLERANCE = 0.01
+LAYOUT_SCORE_TOLERANCE = 1e-3
+COMPILED_SCORE_TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -85,23 +86,27 @@ def test_bf16_autocast_trains_and_scores_within_the_stated_tolerance_of_fp32(bat
     net, losses = train(batch, autocast=torch.bfloat16)
     assert_trains(losses)
     difference = (trial_scores(net, demo, trials) - fp32[0]).abs().max().item()
-    print("MEASURED bf16", difference, losses, fp32[1])
     assert 0 < difference < BF16_SCORE_TOLERANCE  # above 0: bf16 did run
 
 
 def test_fp32_in_channels_last_gives_the_contiguous_numbers_within_float_rounding(batch, demo, trials, fp32):
     net, losses = train(batch, memory_format=torch.channels_last)
-    assert losses == pytest.approx(fp32[1], rel=1e-3, abs=1e-4)
-    print("MEASURED layout", (trial_scores(net, demo, trials) - fp32[0]).abs().max().item())
+    assert losses[0] == pytest.approx(fp32[1][0], rel=1e-5)  # the same weights: rounding only
+    assert_trains(losses)
     assert (trial_scores(net, demo, trials) - fp32[0]).abs().max().item() < LAYOUT_SCORE_TOLERANCE
 
 
 def test_compiled_training_trains_and_scores_within_the_stated_tolerance_of_eager(batch, demo, trials, fp32,
-                                                                                  capsys):
+                                                                                  capsys, monkeypatch):
+    """torch.compile with the aot_eager backend: the step traced by Dynamo and AOTAutograd, as on
+    CUDA, but run by eager kernels, because Inductor's C++ compilation of this network takes more
+    than 10 minutes on the shared 2-core test machine. Inductor's own numbers are compared by
+    tools/gpu_check on the GPU."""
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: real_compile(model, backend="aot_eager"))
     net, losses = train(batch, compiled=True)
     if "torch.compile failed" in capsys.readouterr().err:
         pytest.skip("torch.compile cannot compile on this machine (the fall-back is tested elsewhere)")
     assert_trains(losses)
-    assert losses == pytest.approx(fp32[1], rel=1e-3)
-    print("MEASURED compiled", (trial_scores(net, demo, trials) - fp32[0]).abs().max().item(), losses)
+    assert losses == pytest.approx(fp32[1], rel=1e-5)
     assert (trial_scores(net, demo, trials) - fp32[0]).abs().max().item() < COMPILED_SCORE_TOLERANCE

@@ -215,13 +215,14 @@ def make_data(workdir, size):
 def flags(case, data, size, save_path):
     """The trainSpeakerNet.py flags of a case: the same for both programs (the original has no
     --device: it always runs on CUDA; the project picks CUDA where there is one)."""
+    epochs = size.get("max_epoch", 1)
     common = ["--model", "ResNetSE34L", "--trainfunc", "angleproto", "--save_path", save_path,
               "--test_path", data["test_path"]]
     if case == "eval":
         return common + ["--eval", "--max_frames", str(EVAL_FRAMES), "--test_list", data["test_list"],
                          "--initial_model", data["checkpoint"]]
     return common + ["--batch_size", str(size["batch_size"]), "--nSpeakers", "2", "--max_frames", str(TRAIN_FRAMES),
-                     "--max_epoch", str(size.get("max_epoch", 1)), "--test_interval", str(size.get("max_epoch", 1)), "--test_list", data["val_list"],
+                     "--max_epoch", str(epochs), "--test_interval", str(epochs), "--test_list", data["val_list"],
                      "--train_list", data["train_list"], "--train_path", data["train_path"]]
 
 

@@ -8,12 +8,13 @@ evaluation speed there, in at most 6 minutes on one H200. One JSON line per meas
                tools.gpu_check_train.VARIANTS (fp32 contiguous and channels_last, tf32, bf16, fp16 with
                loss scaling, bf16 with cuDNN benchmark, compiled, compiled with CUDA graphs; the
                others in the model file's declared layout): utterances/s and peak GPU memory of the
-               trainer's own step. The compiled variants come last and are skipped (a line says so)
-               when the section's budget is spent.
+               trainer's own step. The issue's four networks first (eager, then compiled), then
+               the newer ones; what the section's budget does not reach is skipped (a line says so).
   train_loader crops/s of the trainer's loader alone (one worker per core) on generated
                VoxCeleb-like files (4-20 s)
-  epoch        per network and precision (fp32, bf16): {"measurement": "epoch", "model", "precision",
-               "utt_per_s", "peak_gpu_mb"} of steps fed by that loader, with the divergence watch
+  epoch        per network of the issue's table and precision (fp32, bf16): {"measurement": "epoch",
+               "model", "precision", "utt_per_s", "peak_gpu_mb"} of steps fed by that loader, with the
+               divergence watch
   startup      seconds from `python trainSpeakerNet.py` to its first epoch line, on that list
   evaluation   `--eval`-style scoring of VoxCeleb1-O and -E sized lists (tools/gpu_check_eval.py)
   compare      with --original DIR (a checkout of the 2020 code, b288f2a): tools/compare_original
@@ -59,22 +60,31 @@ def build_parser():
     return parser
 
 
-def measure_steps(models, device, quick, budgets, report, clock):
-    """Every eager variant of every network, then the compiled ones while the budget lasts."""
-    deadline = time.perf_counter() + budgets["train_step"]
+ISSUE_MODELS = 4     # the issue's table: ResNetSE34L, VGGVox, ResNet34, ECAPA_TDNN; newer networks come after
+COMPILE_NEEDS_S = 40  # a compiled variant starts only with this much of the section left (compilation)
+
+
+def step_plan(models):
+    """(model, variant) in the order measured: the issue's networks eager, then compiled, then the
+    newer networks likewise; what the budget does not reach is skipped, the newer first."""
     eager = [v for v in train.VARIANTS if not v.compile_mode]
     compiled = [v for v in train.VARIANTS if v.compile_mode]
-    lines = []
-    for variants in (eager, compiled):
-        for model in models:
-            for variant in variants:
-                if device.type != "cuda" and variant.precision in ("fp16", "tf32"):
-                    continue  # CUDA modes: the trainer refuses fp16 and maps tf32 to fp32 on the CPU
-                if time.perf_counter() > deadline:
-                    report.emit("train_step", model=model, variant=variant.name, skipped="section budget spent")
-                    continue
-                lines.append(train.measure_step(model, variant, device, quick, budgets["step_timed"], report, clock))
-    return lines
+    groups = (models[:ISSUE_MODELS], models[ISSUE_MODELS:])
+    return [(model, variant) for group in groups for variants in (eager, compiled)
+            for model in group for variant in variants]
+
+
+def measure_steps(models, device, quick, budgets, report, clock):
+    """Every variant of every network while the section's budget lasts (CUDA-only ones on CUDA)."""
+    deadline = time.perf_counter() + budgets["train_step"]
+    for model, variant in step_plan(models):
+        if device.type != "cuda" and variant.precision in ("fp16", "tf32"):
+            continue  # CUDA modes: the trainer refuses fp16 and maps tf32 to fp32 on the CPU
+        left = deadline - time.perf_counter()
+        if left <= 0 or (variant.compile_mode and not quick and left < COMPILE_NEEDS_S):
+            report.emit("train_step", model=model, variant=variant.name, skipped="section budget spent")
+            continue
+        train.measure_step(model, variant, device, quick, budgets["step_timed"], report, clock)
 
 
 def measure_startup(train_list_path, train_path, test_list, test_path, device, budget_s, report):
@@ -123,7 +133,8 @@ def run_compare(original, budget_s, report):
                            stdout_tail=(expired.stdout or "")[-2000:] if isinstance(expired.stdout, str) else None)
     for line in result.stdout.splitlines():
         print(line, flush=True)
-    return report.emit("compare", rc=result.returncode, stderr_tail=result.stderr[-1500:] if result.returncode else None)
+    return report.emit("compare", rc=result.returncode,
+                       stderr_tail=result.stderr[-1500:] if result.returncode else None)
 
 
 def summary(lines, started):
@@ -160,7 +171,7 @@ def main(argv=None):
         rate, workers = train.loader_rate(train_list, args.quick, budgets["loader"])
         report.emit("train_loader", workers=workers, crops_per_s=round(rate, 1),
                     crops_per_s_per_worker=round(rate / workers, 1))
-        epoch_models = models if not args.quick else models[:1]
+        epoch_models = models[:ISSUE_MODELS] if not args.quick else models[:1]
         for model in epoch_models:
             for precision in train.EPOCH_PRECISIONS:
                 train.measure_epoch(model, precision, train_list, device, args.quick,

@@ -8,7 +8,6 @@ from tqdm import tqdm
 
 from voxtrainer import log
 from voxtrainer.errors import first_line
-from voxtrainer.precision import COMPILE_MODES  # noqa: F401  (the modes --compile_mode offers)
 from voxtrainer.step import TrainingDiverged, train_step
 
 

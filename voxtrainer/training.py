@@ -19,7 +19,7 @@ from voxtrainer.divergence import watch_for
 from voxtrainer.errors import InputError
 from voxtrainer.metrics import P_TARGETS, min_dcf_line, min_dcfs
 # The step lives in voxtrainer.step; its names stay importable from here for every caller.
-from voxtrainer.step import TrainingDiverged, batch_to_device, finite_check, train_step  # noqa: F401
+from voxtrainer.step import TrainingDiverged, batch_to_device, train_step  # noqa: F401
 
 
 PROGRESS_INTERVAL_S = 1.0  # the progress bar's refresh interval: the epoch's running loss is read no more often
@@ -76,7 +76,7 @@ def run_epoch(model, loader, optimizer, scaler, device, mixedprec, epoch, show_p
         try:
             loss, metric = step(data, label, optimizer, scaler, mixedprec, watch)
         except TrainingDiverged as error:
-            raise TrainingDiverged("%s at epoch %d, step %d" % (error, epoch, error.step or totals.steps + 1))
+            raise located(error, epoch, error.step or totals.steps + 1)
         totals.add(loss, metric)
         utterances += data.shape[0] * data.shape[1]
         if show_progress and time.time() - last_read >= PROGRESS_INTERVAL_S:
@@ -89,8 +89,13 @@ def run_epoch(model, loader, optimizer, scaler, device, mixedprec, epoch, show_p
         try:
             watch.check()
         except TrainingDiverged as error:
-            raise TrainingDiverged("%s at epoch %d, step %d" % (error, epoch, error.step))
+            raise located(error, epoch, error.step)
     return EpochResult(*totals.means(), totals.steps)
+
+
+def located(error, epoch, step):
+    """The divergence error with where it happened."""
+    return TrainingDiverged("%s at epoch %d, step %d" % (error, epoch, step), step=step)
 
 
 def freeze_embedding_network(net, frozen):
