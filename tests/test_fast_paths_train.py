@@ -57,7 +57,7 @@ def train(batch, autocast=False, memory_format=torch.contiguous_format, compiled
             loss, _ = model.step(data, label, optimizer, scaler, autocast)
         else:
             loss, _ = train_step(net, data, label, optimizer, scaler, autocast)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return net, losses
 
 

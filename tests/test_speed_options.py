@@ -125,3 +125,16 @@ def test_a_diverged_run_under_the_watch_stops_before_its_checkpoint_and_names_th
     from conftest import assert_one_error_line
     assert_one_error_line(capsys.readouterr().err, "loss became non-finite at epoch 1, step 2")
     assert not list((tmp_path / "model").glob("*.model"))
+
+
+def test_fp16_embeddings_are_a_cuda_mode_refused_on_the_cpu_in_one_line():
+    from voxtrainer.inference import check_precision
+    with pytest.raises(InputError, match="--eval_precision fp16 is a CUDA mode") as raised:
+        check_precision("fp16", "cpu")
+    assert "\n" not in str(raised.value)
+
+
+def test_compile_mode_with_cuda_graphs_says_in_one_line_that_the_cpu_has_none():
+    from voxtrainer.compiled import compile_mode_note
+    assert "CUDA graphs do not apply on the CPU" in compile_mode_note("reduce-overhead", "cpu")
+    assert compile_mode_note("default", "cpu") is None and compile_mode_note("reduce-overhead", "cuda") is None
