@@ -566,8 +566,9 @@ def run(argv, seen):
                              intertopk_margin=args.intertopk_margin).to(device)
         except ValueError as error:  # e.g. an unknown --encoder_type
             raise InputError(str(error))
+        from voxtrainer.inference import bf16_native
         speed = speed_settings(args.model, device, args.precision, args.mixedprec, args.memory_format,
-                               args.cudnn_benchmark, args.compile_mode)
+                               args.cudnn_benchmark, args.compile_mode, bf16_native(device))
         for note in speed.notes:
             log.info(note)
         if not args.export:  # exported files are traced from the contiguous layout

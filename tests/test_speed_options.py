@@ -135,6 +135,6 @@ def test_fp16_embeddings_are_a_cuda_mode_refused_on_the_cpu_in_one_line():
 
 
 def test_compile_mode_with_cuda_graphs_says_in_one_line_that_the_cpu_has_none():
-    from voxtrainer.compiled import compile_mode_note
+    from voxtrainer.precision import compile_mode_note
     assert "CUDA graphs do not apply on the CPU" in compile_mode_note("reduce-overhead", "cpu")
     assert compile_mode_note("default", "cpu") is None and compile_mode_note("reduce-overhead", "cuda") is None

@@ -61,12 +61,3 @@ class CompiledTraining:
             return train_step(self.model, data, label, optimizer, scaler, mixedprec, watch)
         self.proven = True
         return result
-
-
-
-
-def compile_mode_note(mode, device_type):
-    """One line when --compile_mode asks for CUDA graphs on the CPU (None otherwise)."""
-    if device_type != "cuda" and mode in ("reduce-overhead", "max-autotune"):
-        return "--compile_mode %s: CUDA graphs do not apply on the CPU; the step is compiled without them" % mode
-    return None

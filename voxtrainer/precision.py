@@ -154,19 +154,25 @@ class SpeedSettings(NamedTuple):
 
 
 def speed_settings(model_name, device, requested_precision, mixedprec, memory_format, cudnn_benchmark,
-                   compile_mode="default"):
+                   compile_mode="default", bf16_native=True):
     """The settings of a run on `device` from its flags, applied to torch's backends (TF32, cuDNN
-    benchmark). InputError for a combination that cannot run."""
-    from voxtrainer.compiled import compile_mode_note
-    from voxtrainer.inference import bf16_native
+    benchmark). `bf16_native`: whether the device computes bf16 (inference.bf16_native). InputError
+    for a combination that cannot run."""
     device_type = device.type
-    precision, precision_note = resolve_precision(requested_precision, mixedprec, device_type, bf16_native(device))
+    precision, precision_note = resolve_precision(requested_precision, mixedprec, device_type, bf16_native)
     benchmark, benchmark_note = cudnn_benchmark_for(model_name, device_type, cudnn_benchmark)
     apply_backend_settings(precision, device_type)
     apply_cudnn_benchmark(benchmark, device_type)
     notes = tuple(note for note in (precision_note, benchmark_note, compile_mode_note(compile_mode, device_type))
                   if note)
     return SpeedSettings(precision, memory_format_for(model_name, device_type, memory_format), benchmark, notes)
+
+
+def compile_mode_note(mode, device_type):
+    """One line when --compile_mode asks for CUDA graphs on the CPU (None otherwise)."""
+    if device_type != "cuda" and mode in ("reduce-overhead", "max-autotune"):
+        return "--compile_mode %s: CUDA graphs do not apply on the CPU; the step is compiled without them" % mode
+    return None
 
 
 def fused_optimizer(precision, device_type):
