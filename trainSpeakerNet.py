@@ -568,7 +568,8 @@ def run(argv, seen):
             raise InputError(str(error))
         from voxtrainer.inference import bf16_native
         speed = speed_settings(args.model, device, args.precision, args.mixedprec, args.memory_format,
-                               args.cudnn_benchmark, args.compile_mode, bf16_native(device))
+                               args.cudnn_benchmark, args.compile_mode if args.compile else "default",
+                               bf16_native(device))
         for note in speed.notes:
             log.info(note)
         if not args.export:  # exported files are traced from the contiguous layout
