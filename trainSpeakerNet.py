@@ -65,14 +65,13 @@ def run(argv, seen):
             "optimizer": "" if modes else args.optimizer, "scheduler": "" if modes else args.scheduler})
         build.finetune_classes(args, loss_class)
         nClasses, nPerSpeaker = build.resolve_group_sizes(args, loss_class)
-        net = build.build_network(args, nClasses, device)
-        if args.mixedprec and runtime.mixedprec_warning(device):
-            log.warning(runtime.mixedprec_warning(device))
+        speed = build.speed_settings(args, device)
+        net = build.build_network(args, nClasses, device, speed.memory_format)
         args.nDataLoaderThread = runtime.loader_processes(args.nDataLoaderThread)
         args.initial_model = build.resolve_initial_model(args, dist_env)
         if modes:
             return mode_function(MODES[modes[0]])(args, net, dist_env)
-        mode_function("train:train_mode")(args, net, dist_env, nClasses, nPerSpeaker, device)
+        mode_function("train:train_mode")(args, net, dist_env, nClasses, nPerSpeaker, device, speed)
     except (MemoryError, RuntimeError) as error:  # a size no machine holds: a flag's value, one line
         line = out_of_memory_line(error)
         if line is None:

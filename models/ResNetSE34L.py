@@ -7,6 +7,12 @@ this file builds the 2020 Hann window), and loading it replaces them."""
 from models.frontend import LogMelInstanceNorm
 from models.ResNetBlocks import ResNetSE
 
+# Speed on CUDA (voxtrainer/precision.py), measured on one H200 (issue 22): channels_last steps are
+# faster than contiguous ones for this network; cuDNN benchmark is left off until tools/gpu_check
+# has measured its speed and memory here.
+CUDA_MEMORY_FORMAT = "channels_last"
+CUDNN_BENCHMARK = False
+
 PROTOCOL = "2020"  # the audio protocol (voxtrainer/reading/audio.py) when --protocol is not given
 
 

@@ -7,6 +7,12 @@ from models.pooling import PooledEmbeddingModel
 
 LAST_KERNEL_ROWS = 4
 
+# Speed on CUDA (voxtrainer/precision.py), measured on one H200 (issue 22): channels_last steps are
+# faster than contiguous ones for this network; cuDNN benchmark is left off until tools/gpu_check
+# has measured its speed and memory here.
+CUDA_MEMORY_FORMAT = "channels_last"
+CUDNN_BENCHMARK = False
+
 
 def conv_bn_relu(in_channels, out_channels, **conv_args):
     return [nn.Conv2d(in_channels, out_channels, **conv_args), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]

@@ -115,3 +115,11 @@ def test_quick_comparison_against_the_seed_commit(tmp_path, capsys):
     summary = lines[-1]
     assert summary["measurement"] == "summary" and summary["runs_ok"] and summary["eers_match"]
     assert {"eval_ratio", "epoch_ratio", "eval_met", "epoch_met"} <= set(summary) and status == 0
+
+
+def test_the_gpu_size_trains_two_epochs_of_the_seeds_batch_for_both_programs():
+    data = dict(test_path="t", test_list="l", val_list="v", train_list="tl", train_path="tp", checkpoint="c")
+    argv = compare.flags("epoch", data, compare.GPU, "out")
+    assert argv[argv.index("--max_epoch") + 1] == "2" and argv[argv.index("--batch_size") + 1] == "200"
+    quick = compare.flags("epoch", data, compare.QUICK, "out")
+    assert quick[quick.index("--max_epoch") + 1] == "1"  # the CPU sizes are as before

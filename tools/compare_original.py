@@ -55,6 +55,11 @@ needs these patches to run on a CPU with a current torch (PATCHES holds the one-
               between the two programs' trial scores, not only their EER lines.
 
 Nothing else is changed: the original's threads, loops and sleeps are what is timed.
+
+`--device cuda` (on a GPU machine; tools/gpu_check runs it with `--size gpu`: 2 epochs of the seed's
+batch of 200 over 1,000 speakers x 4 files, and the same --eval case) runs the original as it was
+written, on CUDA: the cuda and torch.load patches are left out, the others stay (current torch
+needs them, or they only observe).
 """
 
 import argparse
@@ -84,6 +89,12 @@ TARGETS = {"eval": 2.0, "epoch": 1.5}
 SIDES = ("original", "project")
 FULL = dict(speakers=30, utts=10, trials=2400, train_speakers=320, batch_size=32, val_trials=40, repeats=3)
 QUICK = dict(speakers=4, utts=4, trials=24, train_speakers=16, batch_size=8, val_trials=8, repeats=1)
+# --size gpu (tools/gpu_check): the seed's batch of 200 speakers, 2 epochs over 1,000 speakers x 4
+# utterances of 4-6 s (10 steps an epoch), the same --eval case; one pair, to fit the check's budget.
+GPU = dict(speakers=30, utts=10, trials=2400, train_speakers=1000, train_utts=4, batch_size=200, val_trials=40,
+           repeats=1, max_epoch=2)
+SIZES = {"full": FULL, "quick": QUICK, "gpu": GPU}
+DEVICE_ENV = "COMPARE_ORIGINAL_DEVICE"  # "cuda": the original runs on the GPU, without the CPU patches
 EVAL_FRAMES, TRAIN_FRAMES = 300, 200
 
 
@@ -139,12 +150,14 @@ def run_original(original, argv):
     import torch
     import torch.nn.functional as F
     original = os.path.abspath(original)
+    on_gpu = os.environ.get(DEVICE_ENV) == "cuda"
     # The original imports its own SpeakerNet, DatasetLoader, models, loss...: never this project's.
     sys.path[:] = [original] + [p for p in sys.path[1:] if p and os.path.abspath(p) != ROOT]
-    torch.Tensor.cuda = lambda self, *args, **kwargs: self
-    torch.nn.Module.cuda = lambda self, *args, **kwargs: self
-    load = torch.load
-    torch.load = lambda f, *args, **kwargs: load(f, *args, **{"map_location": "cpu", **kwargs})
+    if not on_gpu:  # on a GPU the original's .cuda() calls and checkpoints work as they are
+        torch.Tensor.cuda = lambda self, *args, **kwargs: self
+        torch.nn.Module.cuda = lambda self, *args, **kwargs: self
+        load = torch.load
+        torch.load = lambda f, *args, **kwargs: load(f, *args, **{"map_location": "cpu", **kwargs})
     try:
         # The original's own dependency, loaded for its process only; this project never needs it.
         which = "torchaudio %s" % importlib.import_module("torchaudio").__version__
@@ -181,7 +194,7 @@ def make_data(workdir, size):
     files); a ResNetSE34L/angleproto checkpoint of random weights (seed 0). Returns a dict of paths."""
     import dataclasses
     from voxtrainer.data.demo import make_demo_set, write_lines
-    demo = make_demo_set(workdir, n_train_speakers=size["train_speakers"], utts_per_speaker=2,
+    demo = make_demo_set(workdir, n_train_speakers=size["train_speakers"], utts_per_speaker=size.get("train_utts", 2),
                          n_test_speakers=size["speakers"], utts_per_test_speaker=size["utts"],
                          min_duration=4.0, max_duration=6.0, verbose=False)
     with open(demo.test_list) as handle:
@@ -200,14 +213,16 @@ def make_data(workdir, size):
 
 
 def flags(case, data, size, save_path):
-    """The trainSpeakerNet.py flags of a case: the same for both programs."""
+    """The trainSpeakerNet.py flags of a case: the same for both programs (the original has no
+    --device: it always runs on CUDA; the project picks CUDA where there is one)."""
+    epochs = size.get("max_epoch", 1)
     common = ["--model", "ResNetSE34L", "--trainfunc", "angleproto", "--save_path", save_path,
               "--test_path", data["test_path"]]
     if case == "eval":
         return common + ["--eval", "--max_frames", str(EVAL_FRAMES), "--test_list", data["test_list"],
                          "--initial_model", data["checkpoint"]]
     return common + ["--batch_size", str(size["batch_size"]), "--nSpeakers", "2", "--max_frames", str(TRAIN_FRAMES),
-                     "--max_epoch", "1", "--test_interval", "1", "--test_list", data["val_list"],
+                     "--max_epoch", str(epochs), "--test_interval", str(epochs), "--test_list", data["val_list"],
                      "--train_list", data["train_list"], "--train_path", data["train_path"]]
 
 
@@ -280,12 +295,19 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=None,
                         help="original/project pairs per case (default 3; quick 1)")
     parser.add_argument("--quick", action="store_true", help="tiny data, one repeat: checks that everything runs")
+    parser.add_argument("--size", default=None, choices=sorted(SIZES),
+                        help="the data's size (default full; --quick is --size quick; gpu: tools/gpu_check's)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="cuda: the original runs on the GPU, unpatched except what current torch requires "
+                             "(no .cuda()/torch.load patches); the project picks CUDA itself (--device auto)")
     parser.add_argument("--workdir", default=None, help="keep data and run logs here (default: a temporary folder)")
     args = parser.parse_args(argv)
     original = os.path.abspath(args.original)
     if not os.path.isfile(os.path.join(original, "trainSpeakerNet.py")):
         parser.error("--original %s: no trainSpeakerNet.py there" % original)
-    size = QUICK if args.quick else FULL
+    size = SIZES[args.size or ("quick" if args.quick else "full")]
+    if args.device == "cuda":
+        BASE_ENV[DEVICE_ENV] = "cuda"
     if ROOT not in sys.path:  # run as a script: voxtrainer makes the data
         sys.path.insert(0, ROOT)
     workdir = os.path.abspath(args.workdir) if args.workdir else tempfile.mkdtemp(prefix="compare_original_")

@@ -35,11 +35,14 @@ def autocast_dtype(device):
     return torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
 
 
-def preferred_memory_format(device):
+def preferred_memory_format(device, model_name=None):
     """channels_last on CPU, where oneDNN's NHWC convolutions are faster for every model here
-    (README, Performance); the default layout elsewhere. Checkpoints are saved contiguous."""
+    (README, Performance); on CUDA the model file's measured CUDA_MEMORY_FORMAT (contiguous without a
+    model, or where it declares none): voxtrainer.precision.memory_format_for. Checkpoints are
+    saved contiguous."""
     import torch
-    return torch.channels_last if torch.device(device).type == "cpu" else torch.contiguous_format
+    from voxtrainer.precision import memory_format_for
+    return memory_format_for(model_name or "", torch.device(device).type)
 
 
 def cpu_flags():

@@ -84,8 +84,22 @@ def warn_unused_options(explicit, chosen):
                 log.warning("--%s has no effect: %s %s does not take it" % (option, FLAGS[package], name))
 
 
-def build_network(args, nClasses, device):
-    """The SpeakerNet of the flags on `device`, in the layout and evaluation precision of the device
+def speed_settings(args, device):
+    """The run's precision, layout and cuDNN settings (voxtrainer.precision), applied to torch's
+    backends; the lines about options that do not apply here are said once."""
+    from voxtrainer.inference.embedder import bf16_native
+    from voxtrainer.precision import speed_settings as resolve
+    speed = resolve(args.model, device, args.precision, args.mixedprec, args.memory_format, args.cudnn_benchmark,
+                    args.compile_mode if args.compile else "default", bf16_native(device))
+    for note in speed.notes:
+        log.info(note)
+    if speed.precision.name == "bf16" and runtime.mixedprec_warning(device):
+        log.warning(runtime.mixedprec_warning(device))
+    return speed
+
+
+def build_network(args, nClasses, device, memory_format):
+    """The SpeakerNet of the flags on `device`, in `memory_format` and the evaluation precision
     (an exported network is traced from the contiguous layout)."""
     from voxtrainer.network import build_speaker_net
     net = build_speaker_net(model=args.model, trainfunc=args.trainfunc, nOut=args.nOut,
@@ -95,7 +109,7 @@ def build_network(args, nClasses, device):
                             channels=args.channels, variant=args.variant, subcenters=args.subcenters,
                             intertopk=args.intertopk, intertopk_margin=args.intertopk_margin).to(device)
     if not args.export:
-        net = net.to(memory_format=runtime.preferred_memory_format(device))
+        net = net.to(memory_format=memory_format)
         net.set_eval_precision(args.eval_precision)
     return net
 

@@ -7,6 +7,7 @@ not take can be named in a warning instead of vanishing."""
 import argparse
 
 from voxtrainer.config import OneLineParser, read_config, real_number, truth_value, whole_number
+from voxtrainer.precision import COMPILE_MODES, MEMORY_FORMATS, PRECISIONS, SWITCHES
 from voxtrainer.scoring.score_norm import METHODS as SCORE_NORMS
 
 DEFAULT_NCLASSES = 5994  # VoxCeleb2 dev speakers: the seed's --nSpeakers default
@@ -137,10 +138,10 @@ GROUPS = (
         flag("--export_out", type=str, default="", help="File that --export writes"),
         flag("--average_last", type=whole_number(), default=0,
              help="Only average the last N models of --save_path/model into one .model"),
-        flag("--eval_precision", type=str, default="fp32", choices=["fp32", "bf16"],
+        flag("--eval_precision", type=str, default="fp32", choices=["fp32", "bf16", "fp16"],
              help="Precision of every embedding (evaluation, validation, --extract, cohorts): bf16 "
              "autocast is faster where native (AVX-512 BF16/AMX CPUs, recent GPUs; refused "
-             "elsewhere) but changes the scores"),
+             "elsewhere) but changes the scores; fp16 autocast: CUDA only"),
     )),
     ('fine-tuning, calibration, verification (all off by default)', (
         flag("--finetune", action="store_true",
@@ -195,6 +196,19 @@ GROUPS = (
         flag("--score_mean_from", type=str, default="",
              help="--eval scores by cosine after subtracting this mean embedding, as WeSpeaker: an "
              ".npz from --extract (e.g. of the training set) or a .npy vector"),
+    )),
+    ("speed (the arithmetic stays fp32 unless --precision says otherwise)", (
+        flag("--precision", type=str, default=None, choices=PRECISIONS,
+             help="Training arithmetic: fp32 (default: the seed's numbers; TF32 off on CUDA), tf32 "
+             "(CUDA), bf16 (autocast), fp16 (CUDA: autocast + loss scaling, as --mixedprec)"),
+        flag("--memory_format", type=str, default="auto", choices=MEMORY_FORMATS,
+             help="Layout of weights and activations; auto: channels_last on the CPU, the model "
+             "file's measured CUDA_MEMORY_FORMAT on CUDA"),
+        flag("--cudnn_benchmark", type=str, default="auto", choices=SWITCHES,
+             help="cuDNN's algorithm search (CUDA); auto: the model file's measured CUDNN_BENCHMARK "
+             "(off where it declares none: it can cost much GPU memory)"),
+        flag("--compile_mode", type=str, default="default", choices=COMPILE_MODES,
+             help="torch.compile's mode with --compile; reduce-overhead: CUDA graphs of the step"),
     )),
 )
 

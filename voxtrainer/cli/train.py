@@ -8,9 +8,10 @@ from voxtrainer.config import save_config
 from voxtrainer.errors import InputError
 from voxtrainer.experiment import ExperimentFolder
 from voxtrainer.plugins import load_plugin
+from voxtrainer.precision import fused_optimizer
 
 
-def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
+def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device, speed):
     import torch
     from voxtrainer.reading.datasets import make_train_loader
     from voxtrainer.scoring.evaluation import evaluate_list
@@ -32,18 +33,20 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device):
     if args.augment:
         from voxtrainer.reading.augment import Augmenter
         augment = Augmenter(args.musan_path, args.rir_path)
-    optimizer, scheduler = build_optimizer(args, net, dist_env.world_size * args.batch_size * nPerSpeaker)
+    fused = fused_optimizer(speed.precision, device.type) and args.optimizer in ("adam", "sgd")
+    optimizer, scheduler = build_optimizer(args, net, dist_env.world_size * args.batch_size * nPerSpeaker, fused)
     margin_schedule = build_margin_schedule(args, net)
     loader, sampler = make_train_loader(train_list, args.max_frames, nPerSpeaker, args.max_seg_per_spk,
                                         args.batch_size, args.nDataLoaderThread, args.seed,
                                         num_replicas=dist_env.world_size, rank=dist_env.rank, augment=augment,
                                         protocol=net.protocol, padding=args.short_crop_padding,
                                         speed_perturb=args.speed_perturb, num_classes=nClasses, dither=args.dither)
-    scaler = torch.amp.GradScaler(device.type, enabled=args.mixedprec and device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=speed.precision.loss_scaling)
     folder = ExperimentFolder(args.save_path)
     run = Run(args.model, run_identity(args, net.protocol, loss_class, nClasses, nPerSpeaker), args.lr, args.initial_model,
-              folder, args.max_epoch, args.test_interval, args.mixedprec, args.eval_untrained, settings=vars(args),
-              compile=args.compile, finetune=args.finetune, freeze_epochs=args.freeze_epochs,
+              folder, args.max_epoch, args.test_interval, speed.precision.autocast_dtype, args.eval_untrained,
+              settings=vars(args), compile=args.compile, compile_mode=args.compile_mode, finetune=args.finetune,
+              freeze_epochs=args.freeze_epochs,
               train_metric_name="training accuracy (%)" if loss_class.classifies_speakers else "training EER (%)")
 
     def evaluate():
@@ -101,11 +104,14 @@ def read_lists(args, net, progress):
     return train_list, leakage_warning(train_list, test_list)
 
 
-def build_optimizer(args, net, utterances_per_step):
+def build_optimizer(args, net, utterances_per_step, fused=False):
     """(optimizer, LR scheduler) of the flags; --lr_reference_batch scales the LR by the utterances
-    of a step (all processes) over the reference batch, as WeSpeaker does."""
+    of a step (all processes) over the reference batch, as WeSpeaker does. `fused`: PyTorch's fused
+    optimizer kernels (CUDA, under a precision that is not fp32: voxtrainer.precision)."""
     optimizer_options = modern_options("optimizer", args.optimizer, momentum=args.momentum,
                                        nesterov=args.nesterov or None)
+    if fused:
+        optimizer_options["fused"] = True
     optimizer = load_plugin("optimizer", args.optimizer)(net.parameters(), lr=args.lr, weight_decay=args.weight_decay,
                                                          **optimizer_options)
     lr_scale = 1.0

@@ -33,7 +33,7 @@ from voxtrainer import log
 from voxtrainer.errors import InputError, first_line
 from voxtrainer.runtime import cpu_has_native_bf16
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "fp16")  # fp16: CUDA only
 TOLERANCE = 1e-5            # relative L2 difference per embedding the fast graph may have from eager
 BF16_CHECK_TOLERANCE = 0.1  # bf16 graph vs fp32 eager at build: catches a broken graph, not rounding
 # Measured with ResNetSE34L trained on the demo set (1200 trials; whole files, 1 s and 3 s crops) and
@@ -59,6 +59,8 @@ def check_precision(precision, device):
     """InputError (one line) for a precision this device cannot run natively."""
     if precision not in PRECISIONS:
         raise InputError("--eval_precision %s: use one of %s" % (precision, ", ".join(PRECISIONS)))
+    if precision == "fp16" and torch.device(device).type != "cuda":
+        raise InputError("--eval_precision fp16 is a CUDA mode (fp16 autocast); on the CPU use bf16 or fp32")
     if precision == "bf16" and not bf16_native(device):
         where = ("this CPU has no native bf16 (oneDNN needs AVX-512 BF16 or AMX)" if torch.device(device).type == "cpu"
                  else "this %s device does not support bf16" % torch.device(device).type)
@@ -67,7 +69,10 @@ def check_precision(precision, device):
 
 
 def precision_notice(precision):
-    """The line said when embeddings are computed in bf16 (None for fp32)."""
+    """The line said when embeddings are computed in bf16 or fp16 (None for fp32)."""
+    if precision == "fp16":
+        return ("--eval_precision fp16: the embedding network runs in float16 autocast (CUDA): faster, but the "
+                "scores change (not measured here; tools/gpu_check compares them with fp32)")
     if precision != "bf16":
         return None
     return ("--eval_precision bf16: the embedding network runs in bfloat16 (front end in float32): faster, but "
@@ -83,11 +88,11 @@ def announce_precision(precision, device):
 
 
 def autocast(device, precision):
-    """The autocast context of a precision: bf16, or explicitly none (a caller's autocast does not
-    leak into fp32 embeddings)."""
+    """The autocast context of a precision: bf16 or fp16, or explicitly none (a caller's autocast
+    does not leak into fp32 embeddings)."""
     device_type = torch.device(device).type
-    if precision == "bf16":
-        return torch.autocast(device_type, dtype=torch.bfloat16)
+    if precision in ("bf16", "fp16"):
+        return torch.autocast(device_type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
     return torch.autocast(device_type, enabled=False)
 
 

@@ -14,6 +14,10 @@ from voxtrainer.reading.audio import crop_waveform, read_audio
 from voxtrainer.reading.datasets import EvalDataset
 from voxtrainer.reading.input_length import check_whole_file
 
+# Crops per forward pass of evaluation on CUDA: 20 files of 10 crops of the seed's --eval; tools/gpu_check
+# times whole lists at this size.
+CUDA_CROPS_PER_BATCH = 200
+
 
 @torch.no_grad()
 def embed_crops(net, crops, embedder=None):
@@ -31,20 +35,21 @@ def embed_files(net, paths, eval_frames, num_eval=10, num_workers=0, crops_per_b
     eval_frames is 0). Loader processes (embedder.loader_processes: on the CPU one for crops,
     none for whole files) read and crop the files ahead of the network and send each file's
     distinct crops (a file no longer than one crop has one); the crops of consecutive
-    files share forward passes of `crops_per_batch`: 40 on a GPU, 20 on the CPU, where 40 crops'
-    activations outgrow the caches (README, Performance). Whole files (eval_frames 0) of different
-    lengths each take their own pass."""
+    files share forward passes of `crops_per_batch`: CUDA_CROPS_PER_BATCH on a GPU (larger passes,
+    fewer launches; the loader pins the batches, so their copies run asynchronously), 20 on the CPU,
+    where 40 crops' activations outgrow the caches (README, Performance). Whole files (eval_frames 0)
+    of different lengths each take their own pass."""
     net.eval()
     embedder = embedder_for(net, fast=True)
     device = net.device
     if crops_per_batch is None:
-        crops_per_batch = 20 if device.type == "cpu" else 40
+        crops_per_batch = 20 if device.type == "cpu" else CUDA_CROPS_PER_BATCH
     per_file = 1 if eval_frames == 0 else num_eval
     shortest = net.check_eval_frames(eval_frames)
     num_workers = loader_processes(device, eval_frames, num_workers)
     dataset = EvalDataset(paths, eval_frames, num_eval, net.protocol, shortest, net.model_name)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=None, num_workers=num_workers,
+        dataset, batch_size=None, num_workers=num_workers, pin_memory=device.type == "cuda",
         prefetch_factor=prefetch_factor(crops_per_batch, num_workers) if num_workers > 0 else None)
     outputs, indices, pending, pending_count, total = [], [], [], 0, 0
 

@@ -59,6 +59,18 @@ def gather_sharded(compute, items):
     return whole
 
 
+def data_parallel(net, device, static_graph=True):
+    """`net` under DistributedDataParallel with its fast paths: gradients as views of the
+    all-reduce buckets (no copy into and out of the buckets, less memory) and, with `static_graph`,
+    DDP told that every step uses the same parameters in the same order (true of every network and
+    loss here: --freeze_epochs, which changes the set, is refused with --distributed), so that it
+    skips the per-step search for unused parameters and can overlap the all-reduce better. The
+    gradients are the same as without either (tests/test_ddp_fast_paths.py)."""
+    return torch.nn.parallel.DistributedDataParallel(
+        net, device_ids=[device.index] if device.type == "cuda" else None, gradient_as_bucket_view=True,
+        static_graph=static_graph)
+
+
 def finite_on_all_ranks(loss):
     """Whether the loss is finite, agreed by every rank: a rank that stopped alone would leave the
     others waiting in the gradient all-reduce."""

@@ -5,81 +5,25 @@ trains through `train_step`."""
 import functools
 import math
 import os
-import random
-import sys
 import time
 from typing import NamedTuple
 
 import torch
-import torch.distributed as dist
 from tqdm import tqdm
 
 from voxtrainer import checkpoints, log
-from voxtrainer.training.distributed import RANK_DUMP_ENV, broadcast_buffers, dump_rank_state, finite_on_all_ranks, world
-from voxtrainer.training.epoch_results import (FIGURES_KEY, EpochFigures, evaluate_epoch, finish_pending_evaluation,
-                                      read_history, record_epoch)
-from voxtrainer.errors import InputError, first_line
+from voxtrainer.errors import InputError
 from voxtrainer.experiment import ExperimentFolder
-from voxtrainer.runtime import autocast_dtype
-
-
-class TrainingDiverged(Exception):
-    pass
+from voxtrainer.training.compiled import CompiledTraining
+from voxtrainer.training.distributed import RANK_DUMP_ENV, broadcast_buffers, data_parallel, dump_rank_state
+from voxtrainer.training.divergence import watch_for
+from voxtrainer.training.epoch_results import (FIGURES_KEY, EpochFigures, evaluate_epoch, finish_pending_evaluation,
+                                               read_history, record_epoch)
+# The step lives in voxtrainer.training.step; its names stay importable from here for every caller.
+from voxtrainer.training.step import TrainingDiverged, batch_to_device, train_step  # noqa: F401
 
 
 PROGRESS_INTERVAL_S = 1.0  # the progress bar's refresh interval: the epoch's running loss is read no more often
-
-
-def batch_to_device(data, label, device):
-    """A loader batch on the training device, the crops as float32: sent as int16 when that is
-    lossless (voxtrainer.reading.datasets.TrainDataset), they are converted there, which is exact. Copies
-    from pinned memory to CUDA run asynchronously."""
-    data, label = data.to(device, non_blocking=True), label.to(device, non_blocking=True)
-    return (data if data.is_floating_point() else data.float()), label
-
-
-def finite_check(loss):
-    """Starts asking whether `loss` is finite on every rank; returns a function that answers.
-
-    On the CPU the answer is known at once. On CUDA the flag is copied to the host behind the
-    forward pass and waited for with an event, so that asking once the backward pass is queued
-    waits for the forward pass only, never for the whole queue: the GPU stays busy."""
-    if loss.device.type != "cuda":
-        known = finite_on_all_ranks(loss)
-        return lambda: known
-    flag = torch.isfinite(loss.detach()).float().reshape(1)
-    if world()[1] > 1:
-        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-    answer = torch.empty(1, pin_memory=True)
-    answer.copy_(flag, non_blocking=True)
-    ready = torch.cuda.Event()
-    ready.record()
-
-    def finite():
-        ready.synchronize()
-        return bool(answer.item())
-    return finite
-
-
-def train_step(model, data, label, optimizer, scaler, mixedprec):
-    """One optimiser step on a batch already on the device: (loss tensor, metric). A non-finite
-    loss (agreed by every rank) raises TrainingDiverged before the weights change.
-
-    The step itself does not wait for the device: the loss stays a tensor, the metric is a float or
-    a tensor on the device (float() reads either), and the finiteness check waits for the forward
-    pass only (finite_check). What still waits is outside it: GradScaler's overflow check (fp16
-    --mixedprec on CUDA) and the pair losses' mining and EER, which need the host."""
-    device_type = data.device.type
-    optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(device_type, dtype=autocast_dtype(device_type), enabled=mixedprec):
-        loss, metric = model(data, label)
-    finite = finite_check(loss)
-    scaler.scale(loss).backward()
-    if not finite():
-        raise TrainingDiverged("loss became %s" % loss.item())
-    scaler.step(optimizer)
-    scaler.update()
-    return loss, metric
 
 
 class EpochResult(NamedTuple):
@@ -108,18 +52,21 @@ class RunningTotals:
 
 
 def run_epoch(model, loader, optimizer, scaler, device, mixedprec, epoch, show_progress=True, per_batch=(),
-              frozen=None):
+              frozen=None, divergence_interval=None):
     """One pass over the loader's batches. `model` is a module or a CompiledTraining. The running
     loss and metric are read (on an accelerator, a wait for the device) only when the progress bar
     refreshes, every PROGRESS_INTERVAL_S, and at the end of the epoch. Each of `per_batch`
     (voxtrainer.training.schedules: an LR or margin schedule) is set to the position before each step.
-    `frozen`: a submodule kept in eval mode for the epoch (freeze_embedding_network)."""
+    `frozen`: a submodule kept in eval mode for the epoch (freeze_embedding_network). The loss's
+    finiteness is checked at every step on the CPU, every `divergence_interval` steps (default
+    divergence.CUDA_CHECK_INTERVAL) and at the end of the epoch on CUDA (divergence.watch_for)."""
     model.train()
     if frozen is not None:
         frozen.eval()
     steps_in_epoch = len(loader) if per_batch else 0
     step = model.step if isinstance(model, CompiledTraining) else functools.partial(train_step, model)
     totals = RunningTotals()
+    watch = watch_for(device, divergence_interval)
     bar = tqdm(loader, desc="Epoch %d" % epoch, unit="batch", disable=not show_progress, leave=False,
                mininterval=PROGRESS_INTERVAL_S)
     last_read, utterances = time.time(), 0
@@ -128,9 +75,9 @@ def run_epoch(model, loader, optimizer, scaler, device, mixedprec, epoch, show_p
         for schedule in per_batch:
             schedule.set_position(epoch, totals.steps, steps_in_epoch)
         try:
-            loss, metric = step(data, label, optimizer, scaler, mixedprec)
+            loss, metric = step(data, label, optimizer, scaler, mixedprec, watch)
         except TrainingDiverged as error:
-            raise TrainingDiverged("%s at epoch %d, step %d" % (error, epoch, totals.steps + 1))
+            raise located(error, epoch, error.step or totals.steps + 1)
         totals.add(loss, metric)
         utterances += data.shape[0] * data.shape[1]
         if show_progress and time.time() - last_read >= PROGRESS_INTERVAL_S:
@@ -139,52 +86,17 @@ def run_epoch(model, loader, optimizer, scaler, device, mixedprec, epoch, show_p
             bar.set_postfix(loss="%.4f" % mean_loss, acc_or_eer="%.2f%%" % mean_metric,
                             utt_s="%.1f" % (utterances / max(now - last_read, 1e-9)))
             last_read, utterances = now, 0
+    if watch is not None:
+        try:
+            watch.check()
+        except TrainingDiverged as error:
+            raise located(error, epoch, error.step)
     return EpochResult(*totals.means(), totals.steps)
 
 
-class CompiledTraining:
-    """A model trained through torch.compile (--compile): the same parameters, numerics that differ
-    from eager in the last bits (fused kernels). Compilation happens in the first step; if it fails
-    there (torch.compile cannot trace the model, a compiler is missing, ...) the model's state and
-    the random generators are put back as they were before that step, one warning line says so,
-    and training goes on eagerly with the same batch. Checkpoints hold the eager module's state as
-    always."""
-
-    def __init__(self, model):
-        self.model = model
-        self.compiled = torch.compile(model)
-        self.proven = False
-
-    def train(self, mode=True):
-        self.model.train(mode)
-        return self
-
-    def step(self, data, label, optimizer, scaler, mixedprec):
-        if self.compiled is None:
-            return train_step(self.model, data, label, optimizer, scaler, mixedprec)
-        if self.proven:
-            return train_step(self.compiled, data, label, optimizer, scaler, mixedprec)
-        saved = ({name: value.detach().clone() for name, value in self.model.state_dict().items()},
-                 random.getstate(), torch.random.get_rng_state(),
-                 torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
-        try:
-            result = train_step(self.compiled, data, label, optimizer, scaler, mixedprec)
-        except TrainingDiverged:
-            raise
-        except Exception as error:
-            state, python_rng, torch_rng, cuda_rng = saved
-            self.model.load_state_dict(state)
-            random.setstate(python_rng)
-            torch.random.set_rng_state(torch_rng)
-            if cuda_rng is not None:
-                torch.cuda.set_rng_state_all(cuda_rng)
-            with tqdm.external_write_mode(file=sys.stderr):  # on a line of its own, not after the progress bar
-                log.warning("--compile: torch.compile failed (%s: %s); training without it" % (
-                    type(error).__name__, first_line(error)))
-            self.compiled = None
-            return train_step(self.model, data, label, optimizer, scaler, mixedprec)
-        self.proven = True
-        return result
+def located(error, epoch, step):
+    """The divergence error with where it happened."""
+    return TrainingDiverged("%s at epoch %d, step %d" % (error, epoch, step), step=step)
 
 
 def freeze_embedding_network(net, frozen):
@@ -269,6 +181,7 @@ class Run(NamedTuple):
     finetune: bool = False  # initial_model's embedding network only, under a new loss head
     freeze_epochs: int = 0  # epochs 1..N train the loss head alone (freeze_embedding_network)
     train_metric_name: str = "training accuracy or EER (%)"  # the curves' label of EpochResult.metric
+    compile_mode: str = "default"  # torch.compile's mode (voxtrainer.training.compiled.CompiledTraining)
 
 
 def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evaluate, dist_env, margin_schedule=None):
@@ -285,10 +198,9 @@ def train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evalu
     history = read_history(folder.curves_json, first_epoch) if dist_env.is_main else []
     model = net
     if dist_env.enabled:
-        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
-                                                          else None)
+        model = data_parallel(net, device)
     if run.compile:
-        model = CompiledTraining(model)
+        model = CompiledTraining(model, run.compile_mode, device.type)
     scores = ScoreFile(folder.scores_file if dist_env.is_main else None, run.settings)
     sampler.set_epoch(first_epoch)
     if first_epoch > run.max_epoch:
