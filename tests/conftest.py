@@ -72,6 +72,14 @@ def epoch_losses(save_path):
                 if line.startswith("IT ") and "TLOSS " in line]
 
 
+def copy_run(source, destination):
+    """A copy of a training run's folder, without the lock of the run that made it."""
+    import shutil
+    shutil.copytree(source, destination)
+    os.remove(destination / ".lock")
+    return destination
+
+
 def train_killed_and_resumed(command, uninterrupted_path, interrupted_path, killed_after_epoch=2, last_epoch=4,
                              kill_delay=0.3, after_kill=None):
     """Runs `command(save_path)` (a trainSpeakerNet.py process) to the end in one folder, and in

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import trainSpeakerNet
-from conftest import ROOT, assert_one_error_line, training_flags
+from conftest import ROOT, assert_one_error_line, copy_run, training_flags
 from voxtrainer.errors import InputError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -93,13 +93,6 @@ def trained(demo, tmp_path_factory):
     save_path = tmp_path_factory.mktemp("trained")
     assert trainSpeakerNet.main(flags(demo, save_path, "--max_epoch", "2")) == 0
     return save_path
-
-
-def copy_run(source, destination):
-    import shutil
-    shutil.copytree(source, destination)
-    os.remove(destination / ".lock")
-    return destination
 
 
 def test_eval_of_a_checkpoint_with_nan_weights_is_refused(demo, trained, tmp_path, capsys):

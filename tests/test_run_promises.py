@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import trainSpeakerNet
-from conftest import ROOT, assert_one_error_line, train_killed_and_resumed, training_flags
+from conftest import ROOT, assert_one_error_line, copy_run, train_killed_and_resumed, training_flags
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -84,13 +84,6 @@ def trained(demo, tmp_path_factory):
     save_path = tmp_path_factory.mktemp("trained")
     assert trainSpeakerNet.main(flags(demo, save_path, "--max_epoch", "2")) == 0
     return save_path
-
-
-def copy_run(source, destination):
-    import shutil
-    shutil.copytree(source, destination)
-    os.remove(destination / ".lock")
-    return destination
 
 
 def as_saved_before_the_settings_table(run):

@@ -63,3 +63,20 @@ def assert_same_embeddings(ours, expected, relative=1e-4):
         assert a @ b / numpy.linalg.norm(a) / numpy.linalg.norm(b) >= 0.9999
         # Measured on a 2-core Xeon: about 5e-7 for ResNet34; the bound leaves room for other BLAS libraries.
         assert numpy.linalg.norm(a - b) / numpy.linalg.norm(b) <= relative
+
+
+def assert_fbank_float32_under_bf16(net, waveform):
+    """Under bf16 autocast the network's Kaldi fbank (net.__S__.fbank) stays float32 and the
+    embedding stays close to the float32 one."""
+    seen = {}
+
+    def record(module, inputs, output):
+        seen.setdefault("fbank", output.dtype)
+    net.__S__.fbank.register_forward_hook(record)
+    waveform = torch.from_numpy(numpy.asarray(waveform, dtype=numpy.float32))[None]
+    with torch.no_grad():
+        full = net.__S__(waveform)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = net.__S__(waveform).float()
+    assert seen["fbank"] == torch.float32
+    assert torch.nn.functional.cosine_similarity(full, half).item() > 0.99

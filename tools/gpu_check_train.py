@@ -10,7 +10,7 @@ from typing import NamedTuple
 import torch
 
 from tools.benchmark_pipeline import write_audio_set, write_train_list
-from trainSpeakerNet import default_nOut
+from voxtrainer.cli.flags import default_nOut
 from voxtrainer.reading.audio import crop_samples
 from voxtrainer.training.compiled import CompiledTraining
 from voxtrainer.reading.datasets import make_train_loader
