@@ -107,7 +107,8 @@ def load_parameters(module, path, required_prefix="__S__.", fresh_head=False):
         held = wespeaker_network_held(loaded)
         if plain:
             raise InputError("%s: a WeSpeaker checkpoint (a plain model state_dict) of another architecture than "
-                             "this --model/--channels/--nOut: it holds %s (%s)" % (path, describe(held), details))
+                             "this --model/--channels/--variant/--nOut: it holds %s (%s)" % (
+                                 path, describe(held), details))
         if identify(held):  # this project's checkpoint of a WeSpeaker network: name it too
             details = "it holds %s; %s" % (describe(held), details)
         raise InputError("%s: does not fit this %s (%s)" % (path, flags, details))
