@@ -19,16 +19,7 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device, speed):
     check_training_flags(args)
     check_freezing(args.freeze_epochs, args.max_epoch, args.trainfunc, net)
     train_list, leakage = read_lists(args, net, progress=dist_env.is_main)
-    loss_class = load_plugin("loss", args.trainfunc)
-    if loss_class.classifies_speakers and nClasses < train_list.num_speakers:
-        raise InputError("--nClasses %d: %s has %d speakers, and --trainfunc %s needs a class for each (the seed "
-                         "sets it with --nSpeakers)" % (nClasses, args.train_list, train_list.num_speakers,
-                                                       args.trainfunc))
-    if loss_class.utterances_per_speaker is None and nPerSpeaker < 2:
-        raise InputError("--nPerSpeaker %d: --trainfunc %s compares utterances of one speaker within a batch, so it "
-                         "needs at least 2 (the seed sets it with --nSpeakers)" % (nPerSpeaker, args.trainfunc))
-    modern_options("loss", args.trainfunc, subcenters=None if args.subcenters == 1 else args.subcenters,
-                   intertopk=args.intertopk or None)
+    loss_class = check_loss(args, nClasses, nPerSpeaker, train_list.num_speakers)
     augment = None
     if args.augment:
         from voxtrainer.reading.augment import Augmenter
@@ -43,10 +34,10 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device, speed):
                                         speed_perturb=args.speed_perturb, num_classes=nClasses, dither=args.dither)
     scaler = torch.amp.GradScaler(device.type, enabled=speed.precision.loss_scaling)
     folder = ExperimentFolder(args.save_path)
-    run = Run(args.model, run_identity(args, net.protocol, loss_class, nClasses, nPerSpeaker), args.lr, args.initial_model,
-              folder, args.max_epoch, args.test_interval, speed.precision.autocast_dtype, args.eval_untrained,
-              settings=vars(args), compile=args.compile, compile_mode=args.compile_mode, finetune=args.finetune,
-              freeze_epochs=args.freeze_epochs,
+    identity = run_identity(args, net.protocol, loss_class, nClasses, nPerSpeaker)
+    run = Run(args.model, identity, args.lr, args.initial_model, folder, args.max_epoch, args.test_interval,
+              speed.precision.autocast_dtype, args.eval_untrained, settings=vars(args), compile=args.compile,
+              compile_mode=args.compile_mode, finetune=args.finetune, freeze_epochs=args.freeze_epochs,
               train_metric_name="training accuracy (%)" if loss_class.classifies_speakers else "training EER (%)")
 
     def evaluate():
@@ -64,6 +55,20 @@ def train_mode(args, net, dist_env, nClasses, nPerSpeaker, device, speed):
         log.info("%d utterances of %d speakers, %d batches of %d x %d per epoch" % (
             len(train_list.files), train_list.num_speakers, len(sampler), args.batch_size, nPerSpeaker))
         train(net, loader, sampler, optimizer, scheduler, scaler, device, run, evaluate, dist_env, margin_schedule)
+
+
+def check_loss(args, nClasses, nPerSpeaker, num_speakers):
+    """The loss of --trainfunc, refused in one line where this data or these group sizes do not fit it."""
+    loss_class = load_plugin("loss", args.trainfunc)
+    if loss_class.classifies_speakers and nClasses < num_speakers:
+        raise InputError("--nClasses %d: %s has %d speakers, and --trainfunc %s needs a class for each (the seed "
+                         "sets it with --nSpeakers)" % (nClasses, args.train_list, num_speakers, args.trainfunc))
+    if loss_class.utterances_per_speaker is None and nPerSpeaker < 2:
+        raise InputError("--nPerSpeaker %d: --trainfunc %s compares utterances of one speaker within a batch, so it "
+                         "needs at least 2 (the seed sets it with --nSpeakers)" % (nPerSpeaker, args.trainfunc))
+    modern_options("loss", args.trainfunc, subcenters=None if args.subcenters == 1 else args.subcenters,
+                   intertopk=args.intertopk or None)
+    return loss_class
 
 
 def check_training_flags(args):

@@ -219,8 +219,9 @@ class EvalDataset(Dataset):
     """Unique test files -> their distinct eval crops and where each eval crop is among them:
     (unique (n, samples), index (num_eval,)), the crops being unique[index]. A file no longer than
     one crop is padded to one crop and all its eval crops are that crop: n = 1
-    (voxtrainer.inference.embedder.unique_crops). Cut by the audio `protocol`. Whole-file crops (eval_frames 0): one crop,
-    index [0]; a file too short for the network (`shortest` samples, for `model`) is an InputError naming it."""
+    (voxtrainer.inference.embedder.unique_crops). Cut by the audio `protocol`. Whole-file crops
+    (eval_frames 0): one crop, index [0]; a file too short for the network (`shortest` samples, for
+    `model`) is an InputError naming it."""
 
     def __init__(self, paths, eval_frames, num_eval, protocol="2020", shortest=1, model="?"):
         self.paths = PackedStrings(paths)  # shared with the forked loader workers, not copied by them
