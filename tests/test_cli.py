@@ -26,18 +26,24 @@ def test_named_parameters_follow_a_loss_through_its_base_classes():
 
 
 def test_an_option_the_chosen_plugin_does_not_take_is_named_in_one_warning(capsys):
-    warn_unused_options({"channels", "margin", "momentum", "lr_decay"}, {
+    warn_unused_options({"channels", "margin", "lr_decay"}, {
         "models": "ResNet34", "loss": "angleproto", "optimizer": "adam", "scheduler": "warmup_exp"})
     lines = capsys.readouterr().err.strip().splitlines()
     assert sorted(lines) == sorted([
         "WARNING: --channels has no effect: --model ResNet34 does not take it",
         "WARNING: --margin has no effect: --trainfunc angleproto does not take it",
-        "WARNING: --momentum has no effect: --optimizer adam does not take it",
         "WARNING: --lr_decay has no effect: --scheduler warmup_exp does not take it"])
 
 
+def test_an_option_that_is_refused_where_it_does_not_apply_gets_no_warning_first(demo, tmp_path, capsys):
+    flags = training_flags(demo, tmp_path, "--model", "ResNetSE34L", "--trainfunc", "angleproto", "--nSpeakers", "2",
+                           "--nesterov")
+    assert trainSpeakerNet.main(flags) == 2
+    assert capsys.readouterr().err.strip() == "error: --nesterov: --optimizer adam does not take it"
+
+
 def test_options_the_chosen_plugins_take_and_defaults_are_silent(capsys):
-    warn_unused_options({"channels", "margin", "scale", "momentum"}, {
+    warn_unused_options({"channels", "margin", "scale", "weight_decay"}, {
         "models": "ECAPA_TDNN", "loss": "aamsoftmax", "optimizer": "sgd", "scheduler": "steplr"})
     warn_unused_options(set(), {"models": "ResNet34", "loss": "angleproto", "optimizer": "adam",
                                 "scheduler": "steplr"})

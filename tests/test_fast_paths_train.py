@@ -96,17 +96,22 @@ def test_fp32_in_channels_last_gives_the_contiguous_numbers_within_float_roundin
     assert (trial_scores(net, demo, trials) - fp32[0]).abs().max().item() < LAYOUT_SCORE_TOLERANCE
 
 
-def test_compiled_training_trains_and_scores_within_the_stated_tolerance_of_eager(batch, demo, trials, fp32,
-                                                                                  capsys, monkeypatch):
+@pytest.mark.usefixtures("one_torch_thread")
+def test_compiled_training_trains_and_scores_within_the_stated_tolerance_of_eager(batch, demo, trials, capsys,
+                                                                                  monkeypatch):
     """torch.compile with the aot_eager backend: the step traced by Dynamo and AOTAutograd, as on
     CUDA, but run by eager kernels, because Inductor's C++ compilation of this network takes more
     than 10 minutes on the shared 2-core test machine. Inductor's own numbers are compared by
-    tools/gpu_check on the GPU."""
+    tools/gpu_check on the GPU. One CPU thread: AOTAutograd's decomposed kernels reduce in another
+    order than eager's under several threads, and 8 steps of training grow that rounding to about 1%
+    of the loss (measured on 2 threads), which says nothing about the compiled step itself."""
     real_compile = torch.compile
     monkeypatch.setattr(torch, "compile", lambda model, **kwargs: real_compile(model, backend="aot_eager"))
     net, losses = train(batch, compiled=True)
     if "torch.compile failed" in capsys.readouterr().err:
         pytest.skip("torch.compile cannot compile on this machine (the fall-back is tested elsewhere)")
+    eager_net, eager_losses = train(batch)  # on the same thread count
     assert_trains(losses)
-    assert losses == pytest.approx(fp32[1], rel=1e-5)
-    assert (trial_scores(net, demo, trials) - fp32[0]).abs().max().item() < COMPILED_SCORE_TOLERANCE
+    assert losses == pytest.approx(eager_losses, rel=1e-5)
+    difference = (trial_scores(net, demo, trials) - trial_scores(eager_net, demo, trials)).abs().max().item()
+    assert difference < COMPILED_SCORE_TOLERANCE

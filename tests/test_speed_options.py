@@ -108,7 +108,7 @@ def test_a_diverged_run_under_the_watch_stops_before_its_checkpoint_and_names_th
                                                                                        capsys):
     """The CUDA path on the CPU: a watch reading every 50 steps; the loss is made NaN at step 2 of
     epoch 1. The epoch ends, the watch reads at its end, no checkpoint is written."""
-    import voxtrainer.training as training
+    import voxtrainer.training.loop as training
     original_run_epoch = training.run_epoch
     monkeypatch.setattr(training, "run_epoch", lambda *args, **kwargs: original_run_epoch(
         *args, **dict(kwargs, divergence_interval=50)))

@@ -65,7 +65,7 @@ from voxtrainer.reading.audio import crop_samples, load_random_crop, loadWAV  # 
 from tools.benchmark_augment import loader_seconds_per_crop  # noqa: E402
 from voxtrainer.reading.datasets import Group, TrainDataset, make_train_loader  # noqa: E402
 from voxtrainer.reading.lists import TrainList  # noqa: E402
-from voxtrainer.network import SpeakerNet  # noqa: E402
+from voxtrainer.inference.embedding import embed_files  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU = torch.device("cpu")
@@ -123,8 +123,8 @@ class NullNet(torch.nn.Module):
     runs the trainer's own code: tools.common.take_step (voxtrainer.training.loop.train_step) and
     SpeakerNet.embed_files (evaluate_list's embedding pass). `calls` times embed_crops's calls."""
 
-    embed_files = SpeakerNet.embed_files
     protocol = "2020"  # the audio protocol embed_files cuts eval crops by, as SpeakerNet's default
+    model_name = "NullNet"
 
     def __init__(self, nOut=DIM):
         super().__init__()
@@ -143,6 +143,14 @@ class NullNet(torch.nn.Module):
     def embed_crops(self, crops):
         self.calls.append((time.perf_counter(), crops.shape[0]))
         return crops.new_zeros(crops.shape[0], self.nOut)
+
+    def embed_files(self, paths, eval_frames, num_eval=10, num_workers=0, crops_per_batch=None, progress=True):
+        """SpeakerNet's pass over files (voxtrainer.inference.embedding), every crop through embed_crops."""
+        return embed_files(self, paths, eval_frames, num_eval, num_workers, crops_per_batch, progress,
+                           embed=self.embed_crops)
+
+    def check_eval_frames(self, eval_frames, flag="--eval_frames"):
+        return 1  # any crop: nothing is computed from it
 
 
 # ---------------------------------------------------------------------------------------------

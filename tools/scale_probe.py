@@ -99,10 +99,10 @@ def hook_training(events, watch_s):
     """No-op steps (the first timestamped, `first_minutes` written `watch_s` after it), and the
     process ended at the end of the first epoch."""
     import torch
-    import voxtrainer.training as training
+    import voxtrainer.training.loop as training
     run_epoch, seen = training.run_epoch, {"steps": 0, "first": None, "watched": False}
 
-    def no_step(model, data, label, optimizer, scaler, mixedprec):
+    def no_step(model, data, label, optimizer, scaler, mixedprec, watch=None):
         if seen["first"] is None:
             events.write("first_step")
             seen["first"] = time.time()
@@ -126,13 +126,13 @@ def hook_training(events, watch_s):
 
 def hook_evaluation(events):
     """The process ended when the first batch of crops reaches the network."""
-    from voxtrainer.network import SpeakerNet
+    from voxtrainer.inference import embedding
 
-    def first_batch(self, crops, *args, **kwargs):
+    def first_batch(net, crops, *args, **kwargs):
         events.write("first_batch", crops=int(crops.shape[0]))
         os._exit(0)
 
-    SpeakerNet.embed_crops = first_batch
+    embedding.embed_crops = first_batch  # every pass over files embeds its crops through it
 
 
 def time_sampler(events, listfile, root, batch_size, group_size, max_seg_per_spk):

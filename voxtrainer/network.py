@@ -8,7 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from voxtrainer import checkpoints
-from voxtrainer.errors import InputError, first_line
+from voxtrainer.errors import InputError, first_line, out_of_memory_line
 from voxtrainer.reading.input_length import check_crop_frames, shortest_input
 from voxtrainer.plugins import load_plugin, model_protocol
 from voxtrainer.reading.audio import check_protocol
@@ -130,5 +130,5 @@ def build_speaker_net(model, **options):
         raise InputError(str(error))
     except (RuntimeError, MemoryError) as error:
         sizes = ", ".join("--%s %s" % (name, options[name]) for name in SIZE_OPTIONS if name in options)
-        raise InputError("--model %s cannot be built with %s (%s)" % (
-            model, sizes or "these options", first_line(error, type(error).__name__)))
+        raise InputError("--model %s cannot be built with %s: %s" % (
+            model, sizes or "these options", out_of_memory_line(error) or first_line(error, type(error).__name__)))

@@ -216,11 +216,13 @@ GROUPS = (
 )
 
 # The options each kind of plugin receives by keyword: a flag of these given explicitly, and not a
-# named parameter of the chosen plugin, is reported (voxtrainer.cli.build.warn_unused_options).
+# named parameter of the chosen plugin, is reported (voxtrainer.cli.build.warn_unused_options). The
+# modern recipes' --subcenters, --intertopk, --momentum, --nesterov and --lr_reference_batch are
+# refused outright where they do not apply (voxtrainer.cli.build.modern_options).
 PLUGIN_OPTIONS = {
     "models": ("encoder_type", "n_mels", "log_input", "channels", "variant"),
     "loss": ("margin", "scale", "hard_rank", "hard_prob", "intertopk_margin"),
-    "optimizer": ("weight_decay", "momentum", "nesterov"),
+    "optimizer": ("weight_decay",),
     "scheduler": ("lr_decay", "final_lr", "warmup_epochs"),
 }
 

@@ -30,7 +30,7 @@ def embed_crops(net, crops, embedder=None):
 
 
 @torch.no_grad()
-def embed_files(net, paths, eval_frames, num_eval=10, num_workers=0, crops_per_batch=None, progress=True):
+def embed_files(net, paths, eval_frames, num_eval=10, num_workers=0, crops_per_batch=None, progress=True, embed=None):
     """Eval-crop embeddings of each file: (files, crops, nOut) on the CPU (crops = 1 when
     eval_frames is 0). Loader processes (embedder.loader_processes: on the CPU one for crops,
     none for whole files) read and crop the files ahead of the network and send each file's
@@ -38,9 +38,14 @@ def embed_files(net, paths, eval_frames, num_eval=10, num_workers=0, crops_per_b
     files share forward passes of `crops_per_batch`: CUDA_CROPS_PER_BATCH on a GPU (larger passes,
     fewer launches; the loader pins the batches, so their copies run asynchronously), 20 on the CPU,
     where 40 crops' activations outgrow the caches (README, Performance). Whole files (eval_frames 0)
-    of different lengths each take their own pass."""
+    of different lengths each take their own pass. `embed` (crops -> embeddings) replaces the net's
+    own embedder (a benchmark's stand-in network)."""
     net.eval()
-    embedder = embedder_for(net, fast=True)
+    if embed is None:
+        embedder = embedder_for(net, fast=True)
+
+        def embed(crops):
+            return embed_crops(net, crops, embedder)
     device = net.device
     if crops_per_batch is None:
         crops_per_batch = 20 if device.type == "cpu" else CUDA_CROPS_PER_BATCH
@@ -56,7 +61,7 @@ def embed_files(net, paths, eval_frames, num_eval=10, num_workers=0, crops_per_b
     def forward(count):
         nonlocal pending, pending_count
         crops = torch.cat(pending) if len(pending) > 1 else pending[0]
-        outputs.append(embed_crops(net, crops[:count], embedder).cpu())
+        outputs.append(embed(crops[:count]).cpu())
         pending = [crops[count:]] if count < crops.shape[0] else []
         pending_count -= count
 
