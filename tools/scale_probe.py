@@ -99,7 +99,10 @@ def hook_training(events, watch_s):
     """No-op steps (the first timestamped, `first_minutes` written `watch_s` after it), and the
     process ended at the end of the first epoch."""
     import torch
-    import voxtrainer.training.loop as training
+    try:
+        import voxtrainer.training.loop as training
+    except ImportError:  # a checkout from before the package was grouped (--repo of an older commit)
+        import voxtrainer.training as training
     run_epoch, seen = training.run_epoch, {"steps": 0, "first": None, "watched": False}
 
     def no_step(model, data, label, optimizer, scaler, mixedprec, watch=None):
@@ -126,13 +129,16 @@ def hook_training(events, watch_s):
 
 def hook_evaluation(events):
     """The process ended when the first batch of crops reaches the network."""
-    from voxtrainer.inference import embedding
-
     def first_batch(net, crops, *args, **kwargs):
         events.write("first_batch", crops=int(crops.shape[0]))
         os._exit(0)
 
-    embedding.embed_crops = first_batch  # every pass over files embeds its crops through it
+    try:
+        from voxtrainer.inference import embedding
+        embedding.embed_crops = first_batch  # every pass over files embeds its crops through it
+    except ImportError:  # a checkout from before the package was grouped: SpeakerNet embedded them
+        from voxtrainer.network import SpeakerNet
+        SpeakerNet.embed_crops = first_batch
 
 
 def time_sampler(events, listfile, root, batch_size, group_size, max_seg_per_spk):
