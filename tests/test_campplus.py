@@ -16,8 +16,8 @@ import torch
 
 import trainSpeakerNet
 from conftest import ROOT, assert_one_error_line, epoch_losses
-from wespeaker_common import (SAMPLE_RATE, assert_same_embeddings, published_checkpoint, seeded_weights,
-                              speech_like_waveform)
+from wespeaker_common import (SAMPLE_RATE, assert_same_embeddings, published_checkpoint, reference_arrays,
+                              seeded_weights, speech_like_waveform)
 
 DATA = os.path.join(ROOT, "tests", "data")
 KEYS = json.load(open(os.path.join(DATA, "campplus_keys.json")))["CAMPPlus"]
@@ -31,8 +31,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def stored():
-    with numpy.load(os.path.join(DATA, "campplus_reference.npz"), allow_pickle=False) as arrays:
-        return dict(arrays)
+    return reference_arrays("campplus_reference.npz")
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ import torch
 
 import trainSpeakerNet
 from conftest import ROOT, assert_one_error_line, epoch_losses, training_flags
-from wespeaker_common import (SAMPLE_RATE, assert_same_embeddings, published_checkpoint, seeded_weights,
-                              speech_like_waveform)
+from wespeaker_common import (SAMPLE_RATE, assert_same_embeddings, published_checkpoint, reference_arrays,
+                              seeded_weights, speech_like_waveform)
 
 DATA = os.path.join(ROOT, "tests", "data")
 with lzma.open(os.path.join(DATA, "deepresnet_wespeaker_architectures.json.xz"), "rt") as stored:
@@ -31,8 +31,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def reference():
-    with numpy.load(os.path.join(DATA, "deepresnet_reference.npz"), allow_pickle=False) as stored:
-        return dict(stored)
+    return reference_arrays("deepresnet_reference.npz")
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ import torch
 
 import trainSpeakerNet
 from conftest import ROOT, assert_one_error_line, epoch_losses, training_flags
-from wespeaker_common import (SAMPLE_RATE, assert_fbank_float32_under_bf16, assert_same_embeddings, published_checkpoint,
-                              seeded_weights, speech_like_waveform)
+from wespeaker_common import (SAMPLE_RATE, assert_fbank_float32_under_bf16, assert_same_embeddings,
+                              published_checkpoint, reference_arrays, seeded_weights, speech_like_waveform)
 
 DATA = os.path.join(ROOT, "tests", "data")
 KEYS = json.load(open(os.path.join(DATA, "eres2net_keys.json")))
@@ -37,8 +37,7 @@ def embedding_net(*flags):
 
 @pytest.fixture(scope="module")
 def reference():
-    with numpy.load(os.path.join(DATA, "eres2net_reference.npz"), allow_pickle=False) as stored:
-        return stored["embeddings_" + BASE]
+    return reference_arrays("eres2net_reference.npz")["embeddings_" + BASE]
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ import torch
 
 import trainSpeakerNet
 from conftest import ROOT, assert_one_error_line, epoch_losses, training_flags
-from wespeaker_common import (SAMPLE_RATE, assert_same_embeddings, published_checkpoint, seeded_weights,
-                              speech_like_waveform)
+from wespeaker_common import (SAMPLE_RATE, assert_same_embeddings, published_checkpoint, reference_arrays,
+                              seeded_weights, speech_like_waveform)
 
 DATA = os.path.join(ROOT, "tests", "data")
 KEYS = json.load(open(os.path.join(DATA, "redimnet2_keys.json")))
@@ -36,8 +36,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def reference():
-    with numpy.load(os.path.join(DATA, "redimnet2_reference.npz"), allow_pickle=False) as stored:
-        return dict(stored)
+    return reference_arrays("redimnet2_reference.npz")
 
 
 def redimnet2(variant):

@@ -18,8 +18,8 @@ import torch
 import trainSpeakerNet
 from voxtrainer.cli.flags import parse_args
 from conftest import ROOT, assert_one_error_line
-from wespeaker_common import (SAMPLE_RATE, assert_fbank_float32_under_bf16, assert_same_embeddings, published_checkpoint,
-                              seeded_weights, speech_like_waveform)
+from wespeaker_common import (SAMPLE_RATE, assert_fbank_float32_under_bf16, assert_same_embeddings,
+                              published_checkpoint, reference_arrays, seeded_weights, speech_like_waveform)
 
 DATA = os.path.join(ROOT, "tests", "data")
 KEYS = json.load(open(os.path.join(DATA, "wespeaker_keys.json")))
@@ -42,8 +42,7 @@ def wespeaker_checkpoint(architecture, path):
 
 @pytest.fixture(scope="module")
 def reference():
-    with numpy.load(os.path.join(DATA, "wespeaker_reference.npz"), allow_pickle=False) as stored:
-        return dict(stored)
+    return reference_arrays("wespeaker_reference.npz")
 
 
 @pytest.fixture(scope="module")

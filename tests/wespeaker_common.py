@@ -3,9 +3,12 @@ state_dict keys, a checkpoint file as WeSpeaker publishes it, speech-like test a
 embedding comparison. The reference values these are compared with were computed by WeSpeaker's
 own code (tests/data/README.md says how, per network)."""
 
+import os
+
 import numpy
 import torch
 
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 SAMPLE_RATE = 16000
 PROJECTION_CLASSES = 17982  # VoxCeleb2 dev x 3 (speed perturbation), the published checkpoints' head
 
@@ -80,3 +83,9 @@ def assert_fbank_float32_under_bf16(net, waveform):
             half = net.__S__(waveform).float()
     assert seen["fbank"] == torch.float32
     assert torch.nn.functional.cosine_similarity(full, half).item() > 0.99
+
+
+def reference_arrays(name):
+    """The arrays of tests/data/<name>, the values WeSpeaker's own code computed (no pickles)."""
+    with numpy.load(os.path.join(DATA, name), allow_pickle=False) as stored:
+        return dict(stored)
