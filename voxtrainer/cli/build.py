@@ -111,6 +111,9 @@ def build_network(args, nClasses, device, memory_format):
     if not args.export:
         net = net.to(memory_format=memory_format)
         net.set_eval_precision(args.eval_precision)
+        # The shortest input is the architecture's: probed on these fresh weights, before a checkpoint
+        # that might not embed at all replaces them; --eval_frames crops too short are refused here.
+        net.check_eval_frames(args.eval_frames)
     return net
 
 

@@ -16,7 +16,6 @@ def eval_mode(args, net, dist_env):
         raise InputError("--eval needs --initial_model (or a trained model in %s)" % folder.model_dir)
     if dist_env.is_main:
         folder.prepare(subfolders=("result",))
-    net.check_eval_frames(args.eval_frames)  # of the architecture: before weights that might not embed at all
     net.loadParameters(source)
     log.info("Model %s loaded!" % source)
     if args.score_norm != "none":

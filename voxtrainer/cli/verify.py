@@ -31,7 +31,6 @@ def verify_mode(args, net, dist_env):
         pairs = read_pair_list(args.verify_list, args.test_path)
     calibration = read_calibration(args.initial_model, args.eval_frames,
                                    scoring_description(net, args.score_mean_from))
-    net.check_eval_frames(args.eval_frames)  # of the architecture: before weights that might not embed at all
     net.loadParameters(args.initial_model)
     log.info("Model %s loaded!" % args.initial_model)
     score_mean = read_score_mean(args.score_mean_from) if args.score_mean_from else None

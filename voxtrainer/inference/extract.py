@@ -15,7 +15,6 @@ def extract_embeddings(net, checkpoint, extract_list, root, eval_frames, out, wi
     `with_crops` also `crop_embeddings` (files, crops, nOut)."""
     names = read_path_list(extract_list, root, "--test_path", "extract list")
     check_writable(out, "--extract_out")
-    net.check_eval_frames(eval_frames)  # of the architecture: before weights that might not embed at all
     net.loadParameters(checkpoint)
     log.info("Model %s loaded!" % checkpoint)
     crops = net.embed_files([os.path.join(root, name) for name in names], eval_frames, num_workers=num_workers)
