@@ -13,6 +13,7 @@ import torch
 import trainSpeakerNet
 from optimizer.adam import Optimizer as ProjectAdam
 from voxtrainer.training import loop as training
+from voxtrainer.training import step as step_module
 from voxtrainer.reading.datasets import TrainDataset, as_int16_if_lossless, collate_groups, make_train_loader
 from voxtrainer.reading.lists import TrainList
 from voxtrainer.network import SpeakerNet
@@ -49,7 +50,7 @@ def test_16_bit_audio_is_sent_as_int16_and_gives_bit_identical_float_batches(tra
     for (crops16, labels16), (crops32, labels32) in zip(as_int16, as_float):
         assert crops16.dtype == torch.int16 and crops32.dtype == torch.float32
         assert torch.equal(bits(crops16), bits(crops32)) and torch.equal(labels16, labels32)
-        on_device, _ = training.batch_to_device(crops16, labels16, torch.device("cpu"))
+        on_device, _ = step_module.batch_to_device(crops16, labels16, torch.device("cpu"))
         assert on_device.dtype == torch.float32 and torch.equal(bits(on_device), bits(crops32))
 
 
@@ -104,7 +105,7 @@ def step_by_step_epoch(model, loader, optimizer, scaler):
     total_loss, total_metric, steps = 0.0, 0.0, 0
     for data, label in loader:
         data, label = data.float(), label
-        loss, metric = training.train_step(model, data, label, optimizer, scaler, False)
+        loss, metric = step_module.train_step(model, data, label, optimizer, scaler, False)
         total_loss += loss.item()
         total_metric += float(metric)
         steps += 1
@@ -172,7 +173,7 @@ def test_the_project_adam_is_bit_identical_to_torchs_default_adam_also_after_loa
             optimizers[1].load_state_dict(copy.deepcopy(optimizers[0].state_dict()))
             assert optimizers[1].param_groups[0]["foreach"] is True
         for net, optimizer in zip(nets, optimizers):
-            training.train_step(net, data * (step + 1), label, optimizer, scaler, False)
+            step_module.train_step(net, data * (step + 1), label, optimizer, scaler, False)
         assert all(torch.equal(a, b) for a, b in zip(nets[0].parameters(), nets[1].parameters()))
     assert optimizers[0].param_groups[0]["foreach"] is None  # CPU default: the per-parameter loop
 

@@ -8,7 +8,7 @@ Run from the repository root. Measurements (the `measurement` field of each line
 
   device              CPU model / GPU name, torch version, threads, bf16 support, load average
   matmul_peak         best large-matmul FLOP/s on this device, fp32 and the --mixedprec dtype
-  train_step          optimisation steps through the trainer's own voxtrainer.training.loop.train_step
+  train_step          optimisation steps through the trainer's own voxtrainer.training.step.train_step
                       (SpeakerNet.forward with angleproto, backward, Adam, GradScaler/autocast under
                       --mixedprec), each batch moved to the device and its loss read back as the
                       trainer's epoch loop does, on a batch of `--batch_size` utterances =
@@ -297,7 +297,7 @@ def timed_method(obj, name, clock, record):
 
 
 class StageTimer:
-    """Where the wall time of voxtrainer.training.loop.train_step goes, seen from outside the step.
+    """Where the wall time of voxtrainer.training.step.train_step goes, seen from outside the step.
 
     Inside SpeakerNet.forward, forward hooks on the real modules time the front end (`torchfb`),
     the embedding model (`__S__`) and the loss (`__L__`); pooling+projection is the model's
@@ -448,7 +448,7 @@ def measure_train_step(model, precision, batch, device, memory_format, peaks, ar
     report.emit("train_step_profile", model=model, precision=record["precision"],
                 seconds_per_step={k: round(v, 4) for k, v in stages.items()},
                 fraction={k: round(v / step_total, 3) for k, v in stages.items()},
-                note="voxtrainer.training.loop.train_step, timed from outside: forward stages by hooks on the real "
+                note="voxtrainer.training.step.train_step, timed from outside: forward stages by hooks on the real "
                      "modules (trunk = model - front end - pooling/fc); forward ends at SpeakerNet.forward's "
                      "forward hook, optimizer runs from the optimizer's step pre-hook to the end of the step, "
                      "backward is what lies between")

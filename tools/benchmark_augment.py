@@ -3,7 +3,7 @@
 Two measurements on the same train list and model:
 
 * per crop, the CPU time of cutting a training crop with and without augmentation, against the
-  time of a training step (voxtrainer.training.loop.train_step: forward, backward, optimizer). Their
+  time of a training step (voxtrainer.training.step.train_step: forward, backward, optimizer). Their
   ratio is the rate lost in the worst case, where loading shares the cores with training instead
   of running beside it;
 * the training rate (utterances/s of the trainer's epoch loop, voxtrainer.training.loop.run_epoch, with
@@ -47,7 +47,7 @@ def loader_seconds_per_crop(dataset, groups, repeats):
 
 
 def step_seconds_per_crop(net, optimizer, crops, labels, repeats):
-    """Fastest of `repeats` training steps (voxtrainer.training.loop.train_step, fp32) per crop, after
+    """Fastest of `repeats` training steps (voxtrainer.training.step.train_step, fp32) per crop, after
     one that is not counted: it also allocates memory."""
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     best = float("inf")

@@ -17,7 +17,7 @@ Run from the repository root. Measurements (the `measurement` field of each line
                  original's loadWAV(evalmode=False) on the whole file, the same seeds: identical?
   train_loader   voxtrainer.reading.datasets.make_train_loader with 0, 1, 2 worker processes, the seed's
                  batch (--batch_size 200 speakers x 2 utterances x 200 frames), each batch through
-                 tools.common.take_step (voxtrainer.training.loop.train_step) on NullNet; crops/s, crops/s
+                 tools.common.take_step (voxtrainer.training.step.train_step) on NullNet; crops/s, crops/s
                  per worker process (the target: >= 1,500), crops per worker CPU second, peak RSS
   train_crop_cost  what today's recipes cost a training crop (voxtrainer.reading.datasets.TrainDataset, one
                  utterance per group, in this process): plain, --speed_perturb, --dither 1; crops/s
@@ -120,7 +120,7 @@ def build_parser():
 class NullNet(torch.nn.Module):
     """Stands in for the embedding network on a GPU, where its arithmetic costs next to nothing:
     the training forward reads one sample per crop, evaluation returns zero embeddings. Around it
-    runs the trainer's own code: tools.common.take_step (voxtrainer.training.loop.train_step) and
+    runs the trainer's own code: tools.common.take_step (voxtrainer.training.step.train_step) and
     SpeakerNet.embed_files (evaluate_list's embedding pass). `calls` times embed_crops's calls."""
 
     protocol = "2020"  # the audio protocol embed_files cuts eval crops by, as SpeakerNet's default

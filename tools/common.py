@@ -9,7 +9,7 @@ import time  # noqa: E402
 import torch  # noqa: E402
 
 from voxtrainer.network import SpeakerNet  # noqa: E402
-from voxtrainer.training.loop import batch_to_device, train_step  # noqa: E402
+from voxtrainer.training.step import batch_to_device, train_step  # noqa: E402
 
 
 def build_net(model, trainfunc="angleproto", nOut=512, nClasses=5994, device="cpu", memory_format=None):
@@ -24,7 +24,7 @@ def build_net(model, trainfunc="angleproto", nOut=512, nClasses=5994, device="cp
 
 def take_step(net, data, label, optimizer, scaler, mixedprec):
     """One batch as the trainer's epoch loop (voxtrainer.training.loop.run_epoch) handles it: moved to the
-    net's device (int16 crops converted there), one voxtrainer.training.loop.train_step, the loss read back
+    net's device (int16 crops converted there), one voxtrainer.training.step.train_step, the loss read back
     (which the epoch loop does only when its progress bar refreshes). Returns the loss."""
     data, label = batch_to_device(data, label, net.device)
     loss, _ = train_step(net, data, label, optimizer, scaler, mixedprec)

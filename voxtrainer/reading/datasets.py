@@ -45,7 +45,7 @@ class TrainDataset(Dataset):
 
     The crops hold float32 values (int16 range under the 2020 protocol); they are sent as int16 when
     that is lossless (16-bit audio, 2020 protocol, no augmentation, dither or speed change), as
-    float32 otherwise: `crops.float()` is the same either way (`voxtrainer.training.loop.batch_to_device`
+    float32 otherwise: `crops.float()` is the same either way (`voxtrainer.training.step.batch_to_device`
     converts on the training device)."""
 
     def __init__(self, train_list, max_frames, augment=None, protocol="2020", padding=None, speed_perturb=False,

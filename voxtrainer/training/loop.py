@@ -1,6 +1,6 @@
-"""Training: one step, one epoch, and the loop that trains, evaluates and saves every
-`test_interval` epochs and resumes where it stopped. Every caller (the trainer, the benchmarks)
-trains through `train_step`."""
+"""Training: one epoch, and the loop that trains, evaluates and saves every `test_interval` epochs
+and resumes where it stopped. Every step, here and in the benchmarks, is voxtrainer.training.step's
+`train_step`."""
 
 import functools
 import math
@@ -19,8 +19,7 @@ from voxtrainer.training.distributed import RANK_DUMP_ENV, broadcast_buffers, da
 from voxtrainer.training.divergence import watch_for
 from voxtrainer.training.epoch_results import (FIGURES_KEY, EpochFigures, evaluate_epoch, finish_pending_evaluation,
                                                read_history, record_epoch)
-# The step lives in voxtrainer.training.step; its names stay importable from here for every caller.
-from voxtrainer.training.step import TrainingDiverged, batch_to_device, train_step  # noqa: F401
+from voxtrainer.training.step import TrainingDiverged, batch_to_device, train_step
 
 
 PROGRESS_INTERVAL_S = 1.0  # the progress bar's refresh interval: the epoch's running loss is read no more often
